@@ -1,0 +1,268 @@
+"""The engine: runs one policy's stages over one request, in a fixed order.
+
+::
+
+    identify -> admit -> read body -> parse -> validate -> sanitize -> anonymize -> budget -> app
+
+A stage refuses by raising a :class:`~airlock.errors.Rejection`; the engine then
+answers with problem+json (only if no response has started) and never calls the
+app. Whatever happens (accepted, refused, abandoned by the client, or an error in
+the app) the request ends with the deferred finalizers (budget settlement,
+concurrency release) and exactly one call of the audit sink.
+
+All three front doors (middleware, decorator, FastAPI dependency) call
+:meth:`Engine.handle`; none of them re-implements a check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from airlock.body import read_body, replay
+from airlock.context import Context
+from airlock.errors import ClientDisconnected, Rejection
+from airlock.parse import check_json_media_type, parse_json
+from airlock.policy import Policy, Stage
+from airlock.problem import send_problem
+
+__all__ = ["CONTEXT_SCOPE_KEY", "STAGE_ORDER", "Engine", "call_hooks"]
+
+logger = logging.getLogger("airlock")
+
+STAGE_ORDER = ("identify", "admit", "read_body", "parse", "validate", "sanitize", "anonymize", "budget")
+# Scope key under which the engine leaves the request's context; its presence also
+# tells an inner front door that the request was already checked.
+CONTEXT_SCOPE_KEY = "airlock.context"
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def _request_id(scope: Scope, header: bytes) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == header:
+            try:
+                text = value.decode("ascii")
+            except UnicodeDecodeError:
+                break
+            if _REQUEST_ID_RE.fullmatch(text):
+                return text
+            break
+    return os.urandom(16).hex()
+
+
+class Engine:
+    """One compiled policy. Build once (per app or per route), call per request."""
+
+    __slots__ = ("_json_stages", "_request_id_header", "_request_id_header_b", "policy")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._request_id_header = policy.request_id_header
+        self._request_id_header_b = policy.request_id_header.encode("latin-1")
+        json_stages: list[tuple[str, Stage]] = []
+        for name in ("validate", "sanitize", "anonymize"):
+            json_stages.extend((name, stage) for stage in getattr(policy, name))
+        self._json_stages = tuple(json_stages)
+
+    def __repr__(self) -> str:
+        return f"<airlock.Engine enabled={self.policy.enabled}>"
+
+    async def handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        app: ASGIApp,
+        *,
+        route: str | None = None,
+    ) -> None:
+        policy = self.policy
+        if not policy.enabled:
+            await app(scope, receive, send)
+            return
+        ctx = Context(scope, policy, _request_id(scope, self._request_id_header_b), route)
+        scope[CONTEXT_SCOPE_KEY] = ctx
+        scope.setdefault("state", {})["airlock"] = ctx
+        try:
+            try:
+                await self._check(ctx, scope, receive)
+            except Rejection as exc:
+                ctx.problem = exc
+                ctx.outcome = "rejected"
+                ctx.status = exc.status
+                await self._send_rejection(ctx, send, exc)
+                return
+            except ClientDisconnected:
+                ctx.outcome = "abandoned"
+                ctx.client_disconnected = True
+                return
+            ctx.stage = None
+            await app(scope, self._app_receive(ctx, receive), self._app_send(ctx, send))
+        except BaseException:
+            if not ctx.response_started and ctx.outcome == "allowed":
+                ctx.outcome = "error"
+                ctx.status = 500
+            raise
+        finally:
+            await self._finish(ctx)
+
+    async def _check(self, ctx: Context, scope: Scope, receive: Receive) -> None:
+        policy = self.policy
+        timings = ctx.timings
+        clock = time.perf_counter
+
+        if policy.identity is not None:
+            ctx.stage = "identify"
+            started = clock()
+            ctx.identity = await policy.identity(scope)
+            timings["identify"] = (clock() - started) * 1000.0
+
+        if policy.admit:
+            ctx.stage = "admit"
+            started = clock()
+            for stage in policy.admit:
+                await stage(ctx)
+            timings["admit"] = (clock() - started) * 1000.0
+
+        ctx.stage = "read_body"
+        started = clock()
+        body = await read_body(scope, receive, limit=policy.max_body_bytes, timeout=policy.body_timeout)
+        ctx.body = body
+        ctx.bytes_in = len(body)
+        timings["read_body"] = (clock() - started) * 1000.0
+
+        if policy.json and (body or ctx.method in _BODY_METHODS):
+            ctx.stage = "parse"
+            started = clock()
+            check_json_media_type(scope.get("headers", []))
+            ctx.json = parse_json(body, max_depth=policy.max_json_depth)
+            timings["parse"] = (clock() - started) * 1000.0
+
+            for name, stage in self._json_stages:
+                ctx.stage = name
+                started = clock()
+                await stage(ctx)
+                timings[name] = timings.get(name, 0.0) + (clock() - started) * 1000.0
+
+        if policy.budget:
+            ctx.stage = "budget"
+            started = clock()
+            for stage in policy.budget:
+                await stage(ctx)
+            timings["budget"] = (clock() - started) * 1000.0
+
+        if ctx.modified:
+            self._rewrite_body(ctx, scope)
+
+    @staticmethod
+    def _rewrite_body(ctx: Context, scope: Scope) -> None:
+        # The app (and whatever it forwards to) must see the cleaned document,
+        # never the original bytes.
+        body = json.dumps(ctx.json, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        ctx.body = body
+        headers = [(k, v) for k, v in scope.get("headers", ()) if k != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode("latin-1")))
+        scope["headers"] = headers
+
+    def _app_receive(self, ctx: Context, receive: Receive) -> Receive:
+        replayed = replay(ctx.body, receive)
+
+        async def app_receive() -> Message:
+            message = await replayed()
+            if message["type"] == "http.disconnect":
+                ctx.client_disconnected = True
+            return message
+
+        return app_receive
+
+    def _app_send(self, ctx: Context, send: Send) -> Send:
+        request_id_header = (self._request_id_header_b, ctx.request_id.encode("latin-1"))
+        held: list[Message] = []
+
+        async def app_send(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                if ctx.response_started:
+                    raise RuntimeError("http.response.start sent twice")
+                ctx.response_started = True
+                ctx.status = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append(request_id_header)
+                headers.extend(ctx.response_headers)
+                message = {**message, "headers": headers}
+                if ctx.body_filter is not None:
+                    # Hold the start until the first body chunk tells whether the
+                    # rewritten body can keep a Content-Length.
+                    held.append(message)
+                    return
+                await send(message)
+                return
+            if kind == "http.response.body":
+                body_filter = ctx.body_filter
+                if body_filter is not None:
+                    more = message.get("more_body", False)
+                    out = body_filter.feed(message.get("body", b""))
+                    if not more:
+                        out += body_filter.flush()
+                    if held:
+                        start = held.pop()
+                        start["headers"] = _fix_length(start["headers"], len(out) if not more else None)
+                        await send(start)
+                    message = {"type": kind, "body": out, "more_body": more}
+                ctx.bytes_out += len(message.get("body", b""))
+                await send(message)
+                return
+            await send(message)
+
+        return app_send
+
+    async def _send_rejection(self, ctx: Context, send: Send, error: Rejection) -> None:
+        extra = [(self._request_id_header_b, ctx.request_id.encode("latin-1")), *ctx.response_headers]
+        ctx.response_started = True
+        ctx.bytes_out += await send_problem(send, error, request_id=ctx.request_id, extra_headers=extra)
+
+    async def _finish(self, ctx: Context) -> None:
+        if ctx.finalizers:
+            # Shielded: a cancelled request must still release its concurrency slot,
+            # settle its budget and be audited.
+            with anyio.CancelScope(shield=True):
+                for finalizer in ctx.finalizers:
+                    try:
+                        await finalizer(ctx)
+                    except Exception:  # a finalizer must never hide the response or skip the audit
+                        logger.exception("airlock finalizer failed (request_id=%s)", ctx.request_id)
+        audit = self.policy.audit
+        if audit is not None:
+            try:
+                audit.record(ctx)
+            except Exception:
+                logger.exception("airlock audit sink failed (request_id=%s)", ctx.request_id)
+
+
+
+def _fix_length(headers: list[tuple[bytes, bytes]], length: int | None) -> list[tuple[bytes, bytes]]:
+    fixed = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+    if length is not None:
+        fixed.append((b"content-length", str(length).encode("latin-1")))
+    return fixed
+
+
+async def call_hooks(components: list[Any], name: str) -> None:
+    """Await ``component.<name>()`` once per distinct component that has it."""
+    seen: set[int] = set()
+    for component in components:
+        if id(component) in seen:
+            continue
+        seen.add(id(component))
+        hook: Callable[[], Awaitable[None]] | None = getattr(component, name, None)
+        if hook is not None:
+            await hook()

@@ -1,0 +1,135 @@
+"""Helpers shared by the tests: raw ASGI exchanges, recording sinks, loopback servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from airlock.context import Context
+
+class RecordingSink:
+    """An audit sink that keeps the finished contexts, for asserting exactly-once auditing."""
+
+    def __init__(self) -> None:
+        self.events: list[Context] = []
+
+    def record(self, ctx: Context) -> None:
+        self.events.append(ctx)
+
+
+def client_for(app: Any, **kwargs: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver", **kwargs)
+
+
+class RawExchange:
+    """Drives an ASGI app with hand-made ``receive`` messages and records what it sends."""
+
+    def __init__(self, messages: Iterable[dict[str, Any] | float]) -> None:
+        self._messages = iter(messages)
+        self.sent: list[dict[str, Any]] = []
+        self.bytes_pulled = 0
+        self.receive_calls = 0
+
+    async def receive(self) -> dict[str, Any]:
+        self.receive_calls += 1
+        for item in self._messages:
+            if isinstance(item, (int, float)):
+                await anyio.sleep(item)
+                continue
+            self.bytes_pulled += len(item.get("body", b""))
+            return item
+        # Nothing left: behave like a server whose client is still connected.
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    @property
+    def status(self) -> int | None:
+        for message in self.sent:
+            if message["type"] == "http.response.start":
+                return int(message["status"])
+        return None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        for message in self.sent:
+            if message["type"] == "http.response.start":
+                return {k.decode(): v.decode() for k, v in message["headers"]}
+        return {}
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+def http_scope(
+    method: str = "POST",
+    path: str = "/",
+    headers: Iterable[tuple[str, str | bytes]] = (("content-type", "application/json"),),
+    client: tuple[str, int] = ("127.0.0.1", 50000),
+    **extra: Any,
+) -> dict[str, Any]:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (k.lower().encode("latin-1"), v if isinstance(v, bytes) else v.encode("latin-1")) for k, v in headers
+        ],
+        "client": client,
+        "server": ("testserver", 80),
+    }
+    scope.update(extra)
+    return scope
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    with anyio.fail_after(timeout):
+        while True:
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+            except OSError:
+                await anyio.sleep(0.05)
+                continue
+            await stream.aclose()
+            return
+
+
+REDIS_URL_ENV = "AIRLOCK_TEST_REDIS_URL"
+REQUIRE_REDIS_ENV = "AIRLOCK_REQUIRE_REDIS"
+
+
+def redis_url() -> str:
+    """The test Redis URL; skip when absent unless CI requires Redis (then fail)."""
+    url = os.environ.get(REDIS_URL_ENV)
+    if not url:
+        if os.environ.get(REQUIRE_REDIS_ENV) == "1":
+            pytest.fail(f"{REDIS_URL_ENV} is not set but {REQUIRE_REDIS_ENV}=1 (CI needs a real Redis)")
+        pytest.skip(f"{REDIS_URL_ENV} is not set: no Redis to test against")
+    return url
+

@@ -13,6 +13,7 @@ import pytest
 
 from airlock.context import Context
 
+
 class RecordingSink:
     """An audit sink that keeps the finished contexts, for asserting exactly-once auditing."""
 
@@ -93,7 +94,8 @@ def http_scope(
         "root_path": "",
         "query_string": b"",
         "headers": [
-            (k.lower().encode("latin-1"), v if isinstance(v, bytes) else v.encode("latin-1")) for k, v in headers
+            (k.lower().encode("latin-1"), v if isinstance(v, bytes) else v.encode("latin-1"))
+            for k, v in headers
         ],
         "client": client,
         "server": ("testserver", 80),
@@ -108,8 +110,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    with anyio.fail_after(timeout):
+async def wait_for_port(port: int, seconds: float = 20.0) -> None:
+    with anyio.fail_after(seconds):
         while True:
             try:
                 stream = await anyio.connect_tcp("127.0.0.1", port)
@@ -133,3 +135,35 @@ def redis_url() -> str:
         pytest.skip(f"{REDIS_URL_ENV} is not set: no Redis to test against")
     return url
 
+
+class Lifespan:
+    """Runs an ASGI app's lifespan protocol (startup on enter, shutdown on exit) without a server."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._to_app: Any = None
+        self._from_app: Any = None
+
+    async def __aenter__(self) -> Lifespan:
+        import anyio.abc
+
+        self._to_app, app_receive = anyio.create_memory_object_stream[dict[str, Any]](10)
+        app_send, self._from_app = anyio.create_memory_object_stream[dict[str, Any]](10)
+        self._group: anyio.abc.TaskGroup = anyio.create_task_group()
+        await self._group.__aenter__()
+
+        async def run() -> None:
+            scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+            await self.app(scope, app_receive.receive, app_send.send)
+
+        self._group.start_soon(run)
+        await self._to_app.send({"type": "lifespan.startup"})
+        message = await self._from_app.receive()
+        assert message["type"] == "lifespan.startup.complete", message
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._to_app.send({"type": "lifespan.shutdown"})
+        message = await self._from_app.receive()
+        assert message["type"] == "lifespan.shutdown.complete", message
+        await self._group.__aexit__(None, None, None)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import RawExchange, RecordingSink, http_scope
 
 from airlock import AirlockMiddleware, Policy
+
+from helpers import RawExchange, RecordingSink, http_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +28,9 @@ class Handler:
             self.body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
         await send({"type": "http.response.body", "body": b"ok"})
 
 
@@ -41,9 +44,13 @@ async def test_chunked_upload_over_cap_is_refused_after_cap_plus_one_chunk(sink:
     total = 50 * 1024 * 1024
     handler = Handler()
     app = guarded(handler, sink, max_body_bytes=cap)
-    chunks = ({"type": "http.request", "body": b"x" * chunk, "more_body": True} for _ in range(total // chunk))
+    chunks = (
+        {"type": "http.request", "body": b"x" * chunk, "more_body": True} for _ in range(total // chunk)
+    )
     exchange = RawExchange(chunks)
-    await app(http_scope(headers=[("content-type", "application/octet-stream")]), exchange.receive, exchange.send)
+    await app(
+        http_scope(headers=[("content-type", "application/octet-stream")]), exchange.receive, exchange.send
+    )
 
     assert exchange.status == 413
     assert exchange.json()["code"] == "body_too_large"

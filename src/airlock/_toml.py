@@ -7,6 +7,6 @@ import sys
 if sys.version_info >= (3, 11):
     import tomllib as toml
 else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as toml
+    import tomli as toml  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = ["toml"]

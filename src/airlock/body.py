@@ -32,11 +32,11 @@ def content_length(scope: Scope) -> int | None:
     return int(text)
 
 
-async def read_body(scope: Scope, receive: Receive, *, limit: int, timeout: float) -> bytes:
+async def read_body(scope: Scope, receive: Receive, *, limit: int, time_limit: float) -> bytes:
     """Read the whole body, refusing it as soon as it exceeds ``limit`` bytes.
 
     Raises ``BodyTooLarge`` (413), ``BodyTimeout`` (408) when the body takes longer
-    than ``timeout`` seconds in all, ``InvalidContentLength`` (400) when the body
+    than ``time_limit`` seconds in all, ``InvalidContentLength`` (400) when the body
     does not match its declared length, and ``ClientDisconnected`` when the client
     leaves first.
     """
@@ -46,7 +46,7 @@ async def read_body(scope: Scope, receive: Receive, *, limit: int, timeout: floa
     chunks: list[bytes] = []
     size = 0
     try:
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(time_limit):
             while True:
                 message = await receive()
                 kind = message["type"]
@@ -63,7 +63,7 @@ async def read_body(scope: Scope, receive: Receive, *, limit: int, timeout: floa
                 if not message.get("more_body", False):
                     break
     except TimeoutError:
-        raise BodyTimeout(extensions={"body_timeout_seconds": timeout}) from None
+        raise BodyTimeout(extensions={"body_timeout_seconds": time_limit}) from None
     if declared is not None and declared != size:
         raise InvalidContentLength()
     if len(chunks) == 1:

@@ -16,7 +16,8 @@ def _curl_line(host: str, port: int, with_key: bool) -> str:
     auth = ' -H "Authorization: Bearer $AIRLOCK_KEY"' if with_key else ""
     return (
         f"curl -s http://{shown}:{port}/v1/chat/completions -H 'Content-Type: application/json'{auth} "
-        """-d '{"model":"echo","messages":[{"role":"user","content":"Hello, my email is jane@example.com"}]}'"""
+        """-d '{"model":"echo","messages":[{"role":"user","""
+        """"content":"Hello, my email is jane@example.com"}]}'"""
     )
 
 
@@ -35,7 +36,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
     except ImportError:
-        raise ConfigurationError("airlock serve needs the gateway extra: pip install 'asgi-airlock[gateway]'") from None
+        raise ConfigurationError(
+            "airlock serve needs the gateway extra: pip install 'asgi-airlock[gateway]'"
+        ) from None
 
     from airlock.gateway.app import create_app
 
@@ -52,8 +55,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _keys_new(args: argparse.Namespace) -> int:
-    from airlock.keys import generate_key, hash_key
+    from airlock.keys import check_key_name, generate_key, hash_key
 
+    check_key_name(args.name)
     key = generate_key()
     print(f"key (shown once, give it to the client): {key}")
     print("add this line under [keys] in your keys file:")
@@ -62,14 +66,18 @@ def _keys_new(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="airlock", description="airlock: guard user content on its way to AI providers")
+    parser = argparse.ArgumentParser(
+        prog="airlock", description="airlock: guard user content on its way to AI providers"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the OpenAI-compatible gateway")
     serve.add_argument("--config", help="airlock.toml (default: offline echo provider on 127.0.0.1:8000)")
     serve.add_argument("--host", help="address to bind (default from config, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default from config, 8000)")
-    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
     serve.set_defaults(handler=_serve)
 
     keys = commands.add_parser("keys", help="client API keys")

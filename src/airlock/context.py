@@ -52,9 +52,13 @@ class Usage:
 class BodyFilter(Protocol):
     """Rewrites a response body chunk by chunk (e.g. restoring pseudonyms).
 
+    ``begin`` sees the response headers when the response starts and returns
+    ``False`` to leave this response untouched (e.g. a binary media type).
     ``feed`` may hold back a tail that could still change once more bytes
     arrive; ``flush`` returns whatever is held back at the end of the body.
     """
+
+    def begin(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool: ...
 
     def feed(self, chunk: bytes) -> bytes: ...
 
@@ -72,6 +76,7 @@ class Context:
         "bytes_in",
         "bytes_out",
         "client_disconnected",
+        "entity_counts",
         "failed_open",
         "finalizers",
         "identity",
@@ -112,6 +117,8 @@ class Context:
         self.modified = False
         self.token_estimate: int | None = None
         self.vault: Any = None
+        # Personal data and secrets found by the anonymize stage, per entity type (counts only).
+        self.entity_counts: dict[str, int] = {}
         self.usage: Usage | None = None
         self.provider: str | None = None
         self.model: str | None = None

@@ -46,7 +46,7 @@ class ProtectedEndpoint:
             self.app = endpoint  # type: ignore[assignment]
         self.endpoint = endpoint
         self.engine = Engine((policy if policy is not None else Policy()).merged(marker.overrides))
-        functools.update_wrapper(self, endpoint)  # type: ignore[arg-type]
+        functools.update_wrapper(self, endpoint)
 
     def __repr__(self) -> str:
         return f"<ProtectedEndpoint {getattr(self.endpoint, '__qualname__', '?')}>"
@@ -65,9 +65,7 @@ def protect(endpoint: Endpoint, /) -> ProtectedEndpoint: ...
 
 
 @overload
-def protect(
-    *, policy: Policy | None = None, **overrides: Any
-) -> Callable[[Endpoint], ProtectedEndpoint]: ...
+def protect(*, policy: Policy | None = None, **overrides: Any) -> Callable[[Endpoint], ProtectedEndpoint]: ...
 
 
 def protect(

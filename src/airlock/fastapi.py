@@ -50,7 +50,9 @@ class Airlock:
         ctx = request.scope.get(CONTEXT_SCOPE_KEY)
         if not isinstance(ctx, Context):
             # Same convention as Starlette's "SessionMiddleware must be installed".
-            raise RuntimeError("AirlockMiddleware must be installed to use Airlock(): call airlock.fastapi.install(app)")
+            raise RuntimeError(
+                "AirlockMiddleware must be installed to use Airlock(): call airlock.fastapi.install(app)"
+            )
         return ctx
 
 
@@ -107,9 +109,20 @@ def install(
     *,
     policy: Policy | None = None,
     routes: Mapping[str, Mapping[str, Any] | None] | None = None,
+    exempt_docs: bool = True,
 ) -> None:
-    """Add :class:`AirlockMiddleware` to ``app`` and document its answers in OpenAPI."""
+    """Add :class:`AirlockMiddleware` to ``app`` and document its answers in OpenAPI.
+
+    ``exempt_docs`` leaves FastAPI's own documentation routes (``/openapi.json``,
+    ``/docs``, ``/redoc``) unchecked: they carry no user content, and an API key
+    in front of them would hide the very answers documented there.
+    """
     base = policy if policy is not None else Policy()
+    routes = dict(routes or {})
+    if exempt_docs:
+        for path in (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url):
+            if path:
+                routes.setdefault(path, None)
     app.add_middleware(AirlockMiddleware, policy=base, routes=routes)
     original: Callable[[], dict[str, Any]] = app.openapi
 
@@ -118,9 +131,11 @@ def install(
             for route in app.routes:
                 if not isinstance(route, APIRoute):
                     continue
-                if routes is not None and route.path in routes:
+                if route.path in routes:
                     overrides = routes[route.path]
-                    effective = base.merged(overrides) if overrides is not None else base.merged({"enabled": False})
+                    effective = (
+                        base.merged(overrides) if overrides is not None else base.merged({"enabled": False})
+                    )
                 else:
                     marker = marker_of(route)
                     effective = base.merged(marker.overrides) if marker is not None else base

@@ -56,7 +56,9 @@ class ApiKeyAuth:
         return Unauthorized("A valid API key is required.", headers={"WWW-Authenticate": self._challenge})
 
     def _invalid(self) -> Unauthorized:
-        return Unauthorized("The API key is not valid.", headers={"WWW-Authenticate": self._invalid_challenge})
+        return Unauthorized(
+            "The API key is not valid.", headers={"WWW-Authenticate": self._invalid_challenge}
+        )
 
     async def __call__(self, scope: Scope) -> Identity:
         values = _header_values(scope, self.header)
@@ -100,7 +102,9 @@ class ClientAddress:
             try:
                 networks.append(ipaddress.ip_network(item, strict=False))
             except ValueError:
-                raise ConfigurationError(f"trusted_proxies: {item!r} is not an IP address or network") from None
+                raise ConfigurationError(
+                    f"trusted_proxies: {item!r} is not an IP address or network"
+                ) from None
         self.trusted_proxies: tuple[IPNetwork, ...] = tuple(networks)
         self.header = header.lower().encode("latin-1")
 

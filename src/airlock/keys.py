@@ -34,7 +34,7 @@ import anyio.to_thread
 from airlock._toml import toml
 from airlock.errors import ConfigurationError
 
-__all__ = ["KEY_PREFIX", "KeyStore", "generate_key", "hash_key"]
+__all__ = ["KEY_PREFIX", "KeyStore", "check_key_name", "generate_key", "hash_key"]
 
 KEY_PREFIX = "ak_"
 _DIGEST_PREFIX = "sha256:"
@@ -52,6 +52,15 @@ def generate_key() -> str:
 def hash_key(key: str) -> str:
     """The stored form of ``key``: ``sha256:<hex>``."""
     return _DIGEST_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def check_key_name(name: str) -> str:
+    """``name`` if it can name a key (1-64 letters, digits, '.', '_', '@', '-'), else ConfigurationError."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ConfigurationError(
+            "key names are 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
+        )
+    return name
 
 
 def _parse_entries(entries: Mapping[str, str], source: str) -> list[tuple[str, bytes]]:

@@ -103,9 +103,13 @@ def parse_json(body: bytes, *, max_depth: int) -> Any:
         raise InvalidJSON("The request body repeats a key within one object.") from None
     except json.JSONDecodeError as exc:
         # Position only: the message of JSONDecodeError never includes the document.
-        raise InvalidJSON(f"The request body is not valid JSON (line {exc.lineno}, column {exc.colno}).") from None
+        raise InvalidJSON(
+            f"The request body is not valid JSON (line {exc.lineno}, column {exc.colno})."
+        ) from None
     except ValueError:
-        raise InvalidJSON("The request body holds a number JSON does not allow or cannot be parsed.") from None
+        raise InvalidJSON(
+            "The request body holds a number JSON does not allow or cannot be parsed."
+        ) from None
     # Counting brackets is C-speed; only bodies with more brackets than the limit need the walk.
     if body.count(b"[") + body.count(b"{") > max_depth and json_depth_exceeds(document, max_depth):
         raise JSONTooDeep(extensions={"max_depth": max_depth})

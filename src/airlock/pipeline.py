@@ -50,7 +50,7 @@ def _request_id(scope: Scope, header: bytes) -> str:
     for name, value in scope.get("headers", ()):
         if name == header:
             try:
-                text = value.decode("ascii")
+                text: str = value.decode("ascii")
             except UnicodeDecodeError:
                 break
             if _REQUEST_ID_RE.fullmatch(text):
@@ -135,7 +135,7 @@ class Engine:
 
         ctx.stage = "read_body"
         started = clock()
-        body = await read_body(scope, receive, limit=policy.max_body_bytes, timeout=policy.body_timeout)
+        body = await read_body(scope, receive, limit=policy.max_body_bytes, time_limit=policy.body_timeout)
         ctx.body = body
         ctx.bytes_in = len(body)
         timings["read_body"] = (clock() - started) * 1000.0
@@ -200,10 +200,13 @@ class Engine:
                 headers.extend(ctx.response_headers)
                 message = {**message, "headers": headers}
                 if ctx.body_filter is not None:
-                    # Hold the start until the first body chunk tells whether the
-                    # rewritten body can keep a Content-Length.
-                    held.append(message)
-                    return
+                    if not ctx.body_filter.begin(ctx.status, headers):
+                        ctx.body_filter = None
+                    else:
+                        # Hold the start until the first body chunk tells whether the
+                        # rewritten body can keep a Content-Length.
+                        held.append(message)
+                        return
                 await send(message)
                 return
             if kind == "http.response.body":
@@ -246,7 +249,6 @@ class Engine:
                 audit.record(ctx)
             except Exception:
                 logger.exception("airlock audit sink failed (request_id=%s)", ctx.request_id)
-
 
 
 def _fix_length(headers: list[tuple[bytes, bytes]], length: int | None) -> list[tuple[bytes, bytes]]:

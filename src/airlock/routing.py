@@ -68,7 +68,7 @@ def _search(routes: Iterable[Any], scope: Scope, prefix: str) -> RouteMatch | No
     for route in routes:
         try:
             match, child = route.matches(scope)
-        except Exception:  # a custom route that cannot match this scope is simply not it
+        except Exception:  # noqa: S112 - a custom route that cannot match this scope is simply not it
             continue
         if match is Match.NONE:
             continue

@@ -77,7 +77,9 @@ class _Section:
             raise ConfigurationError(f"unknown key(s) in [{self.name}]: {', '.join(sorted(self.values))}")
 
 
-def parse_config(document: Mapping[str, Any], *, base_dir: Path | None = None, source: str | None = None) -> GatewayConfig:
+def parse_config(
+    document: Mapping[str, Any], *, base_dir: Path | None = None, source: str | None = None
+) -> GatewayConfig:
     known = {"server", "identity", "limits"}
     unknown = sorted(set(document) - known)
     if unknown:

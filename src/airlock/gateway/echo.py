@@ -18,7 +18,9 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts = [part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"]
+        parts = [
+            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
+        ]
         return "\n".join(text for text in parts if isinstance(text, str))
     return ""
 

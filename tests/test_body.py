@@ -165,3 +165,16 @@ async def test_body_shorter_than_declared_length_gets_400(sink: RecordingSink) -
     await app(http_scope(headers=[("content-length", "10")]), exchange.receive, exchange.send)
     assert exchange.status == 400
     assert handler.calls == 0
+
+
+async def test_outer_cancellation_while_reading_is_not_a_timeout(sink: RecordingSink) -> None:
+    import anyio
+
+    handler = Handler()
+    app = guarded(handler, sink, body_timeout=0.2)
+    exchange = RawExchange([{"type": "http.request", "body": b"{", "more_body": True}])
+    with anyio.move_on_after(0.05) as scope:
+        await app(http_scope(), exchange.receive, exchange.send)
+    assert scope.cancelled_caught
+    assert exchange.sent == []  # no 408: the request was cancelled from outside first
+    assert [e.outcome for e in sink.events] == ["abandoned"]

@@ -7,68 +7,122 @@ The cap is enforced while reading, so a chunked upload without
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from typing import Any
+
 import anyio
-from starlette.types import Message, Receive, Scope
+from starlette.types import Message, Receive
 
 from airlock.errors import BodyTimeout, BodyTooLarge, ClientDisconnected, InvalidContentLength
 
-__all__ = ["content_length", "read_body", "replay"]
+__all__ = ["parse_content_length", "read_body", "replay"]
+
+if sys.version_info >= (3, 11):
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return task.cancelling()
+
+    def _uncancel(task: asyncio.Task[Any]) -> int:
+        return task.uncancel()
+
+else:  # pragma: no cover - Python 3.10 has no cancellation counting: nothing to undo
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return 0
+
+    def _uncancel(task: asyncio.Task[Any]) -> int:
+        return 0
 
 
-def content_length(scope: Scope) -> int | None:
-    """The declared ``Content-Length``; ``InvalidContentLength`` if it is malformed or repeated."""
-    found: bytes | None = None
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            if found is not None and found != value:
-                raise InvalidContentLength()
-            found = value
-    if found is None:
+def parse_content_length(values: list[bytes]) -> int | None:
+    """The declared ``Content-Length``; ``InvalidContentLength`` if it is malformed or conflicting."""
+    if not values:
         return None
-    text = found.strip()
+    text = values[0].strip()
     # int() would also take "+5", " 5", "5_0" and non-ASCII digits; HTTP allows only 1*DIGIT.
     if not text or not text.isdigit() or not text.isascii() or len(text) > 18:
+        raise InvalidContentLength()
+    if any(other.strip() != text for other in values[1:]):
         raise InvalidContentLength()
     return int(text)
 
 
-async def read_body(scope: Scope, receive: Receive, *, limit: int, time_limit: float) -> bytes:
-    """Read the whole body, refusing it as soon as it exceeds ``limit`` bytes.
-
-    Raises ``BodyTooLarge`` (413), ``BodyTimeout`` (408) when the body takes longer
-    than ``time_limit`` seconds in all, ``InvalidContentLength`` (400) when the body
-    does not match its declared length, and ``ClientDisconnected`` when the client
-    leaves first.
-    """
-    declared = content_length(scope)
-    if declared is not None and declared > limit:
-        raise BodyTooLarge(extensions={"max_body_bytes": limit})
+async def _read(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    try:
-        with anyio.fail_after(time_limit):
-            while True:
-                message = await receive()
-                kind = message["type"]
-                if kind == "http.disconnect":
-                    raise ClientDisconnected()
-                if kind != "http.request":
-                    continue
-                chunk = message.get("body", b"")
-                if chunk:
-                    size += len(chunk)
-                    if size > limit:
-                        raise BodyTooLarge(extensions={"max_body_bytes": limit})
-                    chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-    except TimeoutError:
-        raise BodyTimeout(extensions={"body_timeout_seconds": time_limit}) from None
-    if declared is not None and declared != size:
-        raise InvalidContentLength()
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.disconnect":
+            raise ClientDisconnected()
+        if kind != "http.request":
+            continue
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(extensions={"max_body_bytes": limit})
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
     if len(chunks) == 1:
         return chunks[0]
     return b"".join(chunks)
+
+
+def _expire(task: asyncio.Task[Any], fired: list[bool]) -> None:
+    fired[0] = True
+    task.cancel()
+
+
+async def _read_before_deadline_asyncio(receive: Receive, limit: int, time_limit: float) -> bytes:
+    # The pattern of asyncio.timeout(), reduced to one timer handle: it costs about half of
+    # asyncio.timeout() and a quarter of anyio.fail_after(), on every request.
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    cancelling = _cancelling(task)
+    fired = [False]
+    handle = loop.call_at(loop.time() + time_limit, _expire, task, fired)
+    try:
+        return await _read(receive, limit)
+    except asyncio.CancelledError:
+        if fired[0] and _uncancel(task) <= cancelling:
+            raise TimeoutError from None
+        raise
+    finally:
+        handle.cancel()
+
+
+async def read_body(receive: Receive, *, declared: int | None, limit: int, time_limit: float) -> bytes:
+    """Read the whole body, refusing it as soon as it exceeds ``limit`` bytes.
+
+    ``declared`` is the request's ``Content-Length`` (see :func:`parse_content_length`).
+    Raises ``BodyTooLarge`` (413), ``BodyTimeout`` (408) when the body takes longer
+    than ``time_limit`` seconds in all (a per-chunk timeout would let a client
+    trickle one byte at a time forever), ``InvalidContentLength`` (400) when the
+    body does not match its declared length, and ``ClientDisconnected`` when the
+    client leaves first.
+    """
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(extensions={"max_body_bytes": limit})
+    try:
+        try:
+            asyncio.get_running_loop()
+            on_asyncio = True
+        except RuntimeError:  # another anyio backend (trio)
+            on_asyncio = False
+        if on_asyncio:
+            body = await _read_before_deadline_asyncio(receive, limit, time_limit)
+        else:
+            with anyio.fail_after(time_limit):
+                body = await _read(receive, limit)
+    except TimeoutError:
+        raise BodyTimeout(extensions={"body_timeout_seconds": time_limit}) from None
+    if declared is not None and declared != len(body):
+        raise InvalidContentLength()
+    return body
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

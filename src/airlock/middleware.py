@@ -14,6 +14,8 @@ from airlock.routing import find_route, marker_of
 
 __all__ = ["AirlockMiddleware"]
 
+_LOOKUP_CACHE_SIZE = 4096
+
 
 class AirlockMiddleware:
     """Pure ASGI middleware that runs every HTTP request through one policy.
@@ -49,22 +51,36 @@ class AirlockMiddleware:
             self._path_engines[path] = Engine(self.policy.merged(merged))
         # id(route) -> (route, engine); the route is kept so its id is never reused.
         self._route_engines: dict[int, tuple[Any, Engine | None]] = {}
+        # (method, root_path, path, app) -> (engine, route template): the router lookup once per path.
+        self._lookups: dict[tuple[Any, ...], tuple[Engine, str | None]] = {}
 
     def _engine_for(self, scope: Scope) -> tuple[Engine, str | None]:
-        engine = self._path_engines.get(scope.get("path", ""))
-        found = find_route(scope)
+        path = scope.get("path", "")
+        key = (scope.get("method"), scope.get("root_path", ""), path, id(scope.get("app")))
+        cached = self._lookups.get(key)
+        if cached is not None:
+            return cached
+        found, cacheable = find_route(scope)
         template = found.template if found is not None else None
-        if engine is not None:
-            return engine, template
-        if found is None:
-            return self.engine, None
-        cached = self._route_engines.get(id(found.route))
+        engine = self._path_engines.get(path)
+        if engine is None and found is not None:
+            engine = self._route_engine(found.route)
+        result = (engine or self.engine, template)
+        if cacheable:
+            if len(self._lookups) >= _LOOKUP_CACHE_SIZE:
+                # Oldest first: parametrised paths and scanners cannot grow this without bound.
+                del self._lookups[next(iter(self._lookups))]
+            self._lookups[key] = result
+        return result
+
+    def _route_engine(self, route: Any) -> Engine | None:
+        cached = self._route_engines.get(id(route))
         if cached is None:
-            marker = marker_of(found.route)
+            marker = marker_of(route)
             route_engine = Engine(self.policy.merged(marker.overrides)) if marker is not None else None
-            cached = (found.route, route_engine)
-            self._route_engines[id(found.route)] = cached
-        return (cached[1] or self.engine), template
+            cached = (route, route_engine)
+            self._route_engines[id(route)] = cached
+        return cached[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

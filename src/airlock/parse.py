@@ -21,6 +21,8 @@ def is_json_media_type(value: bytes | None) -> bool:
     """``application/json`` or ``application/<x>+json``, in UTF-8 if a charset is named."""
     if value is None:
         return False
+    if value == b"application/json":  # the common case, without parsing parameters
+        return True
     try:
         text = value.decode("latin-1")
     except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
@@ -36,15 +38,11 @@ def is_json_media_type(value: bytes | None) -> bool:
     return True
 
 
-def check_json_media_type(headers: list[tuple[bytes, bytes]]) -> None:
+def check_json_media_type(values: list[bytes]) -> None:
     """Raise ``UnsupportedMediaType`` unless exactly one JSON ``Content-Type`` was sent."""
-    found: bytes | None = None
-    for name, value in headers:
-        if name == b"content-type":
-            if found is not None:
-                raise UnsupportedMediaType("More than one Content-Type header was sent.")
-            found = value
-    if not is_json_media_type(found):
+    if len(values) != 1:
+        raise UnsupportedMediaType("Exactly one Content-Type header is required.")
+    if not is_json_media_type(values[0]):
         raise UnsupportedMediaType()
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airlock.body import read_body, replay
+from airlock.body import parse_content_length, read_body, replay
 from airlock.context import Context
 from airlock.errors import ClientDisconnected, Rejection
 from airlock.parse import check_json_media_type, parse_json
@@ -46,17 +46,33 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
-def _request_id(scope: Scope, header: bytes) -> str:
-    for name, value in scope.get("headers", ()):
-        if name == header:
-            try:
-                text: str = value.decode("ascii")
-            except UnicodeDecodeError:
-                break
-            if _REQUEST_ID_RE.fullmatch(text):
-                return text
-            break
+def _request_id(value: bytes | None) -> str:
+    if value is not None:
+        try:
+            text: str = value.decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
+        if _REQUEST_ID_RE.fullmatch(text):
+            return text
     return os.urandom(16).hex()
+
+
+class _Headers:
+    """The few request headers the engine needs, found in one pass over the scope."""
+
+    __slots__ = ("content_length", "content_type", "request_id")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]], request_id_header: bytes) -> None:
+        self.content_type: list[bytes] = []
+        self.content_length: list[bytes] = []
+        self.request_id: bytes | None = None
+        for name, value in headers:
+            if name == b"content-type":
+                self.content_type.append(value)
+            elif name == b"content-length":
+                self.content_length.append(value)
+            elif name == request_id_header and self.request_id is None:
+                self.request_id = value
 
 
 class Engine:
@@ -89,12 +105,13 @@ class Engine:
         if not policy.enabled:
             await app(scope, receive, send)
             return
-        ctx = Context(scope, policy, _request_id(scope, self._request_id_header_b), route)
+        headers = _Headers(scope.get("headers", ()), self._request_id_header_b)
+        ctx = Context(scope, policy, _request_id(headers.request_id), route)
         scope[CONTEXT_SCOPE_KEY] = ctx
         scope.setdefault("state", {})["airlock"] = ctx
         try:
             try:
-                await self._check(ctx, scope, receive)
+                await self._check(ctx, scope, receive, headers)
             except Rejection as exc:
                 ctx.problem = exc
                 ctx.outcome = "rejected"
@@ -107,6 +124,11 @@ class Engine:
                 return
             ctx.stage = None
             await app(scope, self._app_receive(ctx, receive), self._app_send(ctx, send))
+        except anyio.get_cancelled_exc_class():
+            # The server or an outer scope gave up on this request (shutdown, client gone).
+            if not ctx.response_started and ctx.outcome == "allowed":
+                ctx.outcome = "abandoned"
+            raise
         except BaseException:
             if not ctx.response_started and ctx.outcome == "allowed":
                 ctx.outcome = "error"
@@ -115,7 +137,7 @@ class Engine:
         finally:
             await self._finish(ctx)
 
-    async def _check(self, ctx: Context, scope: Scope, receive: Receive) -> None:
+    async def _check(self, ctx: Context, scope: Scope, receive: Receive, headers: _Headers) -> None:
         policy = self.policy
         timings = ctx.timings
         clock = time.perf_counter
@@ -135,7 +157,12 @@ class Engine:
 
         ctx.stage = "read_body"
         started = clock()
-        body = await read_body(scope, receive, limit=policy.max_body_bytes, time_limit=policy.body_timeout)
+        body = await read_body(
+            receive,
+            declared=parse_content_length(headers.content_length),
+            limit=policy.max_body_bytes,
+            time_limit=policy.body_timeout,
+        )
         ctx.body = body
         ctx.bytes_in = len(body)
         timings["read_body"] = (clock() - started) * 1000.0
@@ -143,7 +170,7 @@ class Engine:
         if policy.json and (body or ctx.method in _BODY_METHODS):
             ctx.stage = "parse"
             started = clock()
-            check_json_media_type(scope.get("headers", []))
+            check_json_media_type(headers.content_type)
             ctx.json = parse_json(body, max_depth=policy.max_json_depth)
             timings["parse"] = (clock() - started) * 1000.0
 

@@ -41,6 +41,15 @@ class RouteMatch:
     template: str
 
 
+class _Search:
+    """One lookup; remembers whether the answer depended on more than method and path."""
+
+    __slots__ = ("depends_on_host",)
+
+    def __init__(self) -> None:
+        self.depends_on_host = False
+
+
 def _dependency_marker(dependant: Any) -> RouteMarker | None:
     pending = [dependant]
     while pending:
@@ -63,9 +72,11 @@ def marker_of(route: Any) -> RouteMarker | None:
     return None
 
 
-def _search(routes: Iterable[Any], scope: Scope, prefix: str) -> RouteMatch | None:
+def _search(routes: Iterable[Any], scope: Scope, prefix: str, state: _Search) -> RouteMatch | None:
     partial: RouteMatch | None = None
     for route in routes:
+        if isinstance(route, Host):
+            state.depends_on_host = True
         try:
             match, child = route.matches(scope)
         except Exception:  # noqa: S112 - a custom route that cannot match this scope is simply not it
@@ -75,7 +86,7 @@ def _search(routes: Iterable[Any], scope: Scope, prefix: str) -> RouteMatch | No
         if isinstance(route, (Mount, Host)):
             if match is not Match.FULL:
                 continue
-            inner = _search(route.routes, {**scope, **child}, prefix + getattr(route, "path", ""))
+            inner = _search(route.routes, {**scope, **child}, prefix + getattr(route, "path", ""), state)
             if inner is not None:
                 return inner
             continue
@@ -87,10 +98,16 @@ def _search(routes: Iterable[Any], scope: Scope, prefix: str) -> RouteMatch | No
     return partial
 
 
-def find_route(scope: Scope) -> RouteMatch | None:
-    """The route the app's router will pick for ``scope``, if the app is Starlette-like."""
+def find_route(scope: Scope) -> tuple[RouteMatch | None, bool]:
+    """The route the app's router will pick for ``scope``, if the app is Starlette-like.
+
+    The second value says whether the answer may be cached by method and path
+    (it may not when a ``Host`` route took part in the decision).
+    """
     app = scope.get("app")
     routes = getattr(getattr(app, "router", None), "routes", None)
     if not routes:
-        return None
-    return _search(routes, scope, "")
+        return None, True
+    state = _Search()
+    found = _search(routes, scope, "", state)
+    return found, not state.depends_on_host

@@ -35,6 +35,7 @@ class Handler:
 
 
 def guarded(handler: Handler, sink: RecordingSink, **options: Any) -> AirlockMiddleware:
+    options.setdefault("linger_seconds", 0.05)
     return AirlockMiddleware(handler, policy=Policy(json=False, audit=sink, **options))
 
 
@@ -48,13 +49,23 @@ async def test_chunked_upload_over_cap_is_refused_after_cap_plus_one_chunk(sink:
         {"type": "http.request", "body": b"x" * chunk, "more_body": True} for _ in range(total // chunk)
     )
     exchange = RawExchange(chunks)
-    await app(
-        http_scope(headers=[("content-type", "application/octet-stream")]), exchange.receive, exchange.send
+    pulled_at_answer: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            pulled_at_answer.append(exchange.bytes_pulled)
+        await exchange.send(message)
+
+    scope = http_scope(
+        headers=[("content-type", "application/octet-stream"), ("transfer-encoding", "chunked")]
     )
+    await app(scope, exchange.receive, send)
 
     assert exchange.status == 413
     assert exchange.json()["code"] == "body_too_large"
-    assert exchange.bytes_pulled <= cap + chunk
+    assert pulled_at_answer[0] <= cap + chunk
+    # Afterwards only the bounded lingering discard, never the 50 MB.
+    assert exchange.bytes_pulled <= cap + chunk + Policy().linger_bytes + chunk
     assert handler.calls == 0
     assert [e.outcome for e in sink.events] == ["rejected"]
     assert sink.events[0].stage == "read_body"
@@ -63,13 +74,34 @@ async def test_chunked_upload_over_cap_is_refused_after_cap_plus_one_chunk(sink:
 async def test_declared_length_over_cap_is_refused_before_reading(sink: RecordingSink) -> None:
     handler = Handler()
     app = guarded(handler, sink, max_body_bytes=1000)
-    exchange = RawExchange([{"type": "http.request", "body": b"x" * 10, "more_body": False}])
+    exchange = RawExchange([{"type": "http.request", "body": b"x" * 10, "more_body": True}])
+    pulled_at_answer: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            pulled_at_answer.append(exchange.receive_calls)
+        await exchange.send(message)
+
     scope = http_scope(headers=[("content-length", "5000000")])
-    await app(scope, exchange.receive, exchange.send)
+    await app(scope, exchange.receive, send)
 
     assert exchange.status == 413
-    assert exchange.receive_calls == 0
+    assert pulled_at_answer == [0]  # answered before a single receive()
+    assert exchange.headers["connection"] == "close"
     assert handler.calls == 0
+
+
+async def test_refusal_with_unread_body_lingers_then_closes(sink: RecordingSink) -> None:
+    # The client keeps sending after the refusal: airlock discards a bounded amount for a
+    # bounded time (lingering close), then ends the response so the server closes.
+    handler = Handler()
+    app = guarded(handler, sink, max_body_bytes=10, linger_seconds=0.3, linger_bytes=100)
+    endless = ({"type": "http.request", "body": b"y" * 30, "more_body": True} for _ in range(10_000))
+    exchange = RawExchange(endless)
+    await app(http_scope(), exchange.receive, exchange.send)
+    assert exchange.status == 413
+    assert exchange.bytes_pulled <= 10 + 30 + 100 + 30
+    assert exchange.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 async def test_body_at_exactly_the_cap_is_accepted(sink: RecordingSink) -> None:

@@ -101,9 +101,8 @@ async def read_body(receive: Receive, *, declared: int | None, limit: int, time_
     ``declared`` is the request's ``Content-Length`` (see :func:`parse_content_length`).
     Raises ``BodyTooLarge`` (413), ``BodyTimeout`` (408) when the body takes longer
     than ``time_limit`` seconds in all (a per-chunk timeout would let a client
-    trickle one byte at a time forever), ``InvalidContentLength`` (400) when the
-    body does not match its declared length, and ``ClientDisconnected`` when the
-    client leaves first.
+    trickle one byte at a time forever), and ``ClientDisconnected`` when the client
+    leaves first. The caller compares the result with ``declared``.
     """
     if declared is not None and declared > limit:
         raise BodyTooLarge(extensions={"max_body_bytes": limit})
@@ -120,8 +119,6 @@ async def read_body(receive: Receive, *, declared: int | None, limit: int, time_
                 body = await _read(receive, limit)
     except TimeoutError:
         raise BodyTimeout(extensions={"body_timeout_seconds": time_limit}) from None
-    if declared is not None and declared != len(body):
-        raise InvalidContentLength()
     return body
 
 

@@ -72,6 +72,7 @@ class Context:
     __slots__ = (
         "audit",
         "body",
+        "body_complete",
         "body_filter",
         "bytes_in",
         "bytes_out",
@@ -113,6 +114,7 @@ class Context:
         self.started = time.perf_counter()
         self.identity: Identity | None = None
         self.body: bytes = b""
+        self.body_complete = False
         self.json: Any = None
         self.modified = False
         self.token_estimate: int | None = None

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airlock.body import parse_content_length, read_body, replay
 from airlock.context import Context
-from airlock.errors import ClientDisconnected, Rejection
+from airlock.errors import ClientDisconnected, InvalidContentLength, Rejection
 from airlock.parse import check_json_media_type, parse_json
 from airlock.policy import Policy, Stage
 from airlock.problem import send_problem
@@ -60,19 +60,26 @@ def _request_id(value: bytes | None) -> str:
 class _Headers:
     """The few request headers the engine needs, found in one pass over the scope."""
 
-    __slots__ = ("content_length", "content_type", "request_id")
+    __slots__ = ("chunked", "content_length", "content_type", "request_id")
 
     def __init__(self, headers: list[tuple[bytes, bytes]], request_id_header: bytes) -> None:
         self.content_type: list[bytes] = []
         self.content_length: list[bytes] = []
         self.request_id: bytes | None = None
+        self.chunked = False
         for name, value in headers:
             if name == b"content-type":
                 self.content_type.append(value)
             elif name == b"content-length":
                 self.content_length.append(value)
+            elif name == b"transfer-encoding":
+                self.chunked = True
             elif name == request_id_header and self.request_id is None:
                 self.request_id = value
+
+    @property
+    def announces_body(self) -> bool:
+        return self.chunked or any(value.strip() not in (b"", b"0") for value in self.content_length)
 
 
 class Engine:
@@ -116,7 +123,8 @@ class Engine:
                 ctx.problem = exc
                 ctx.outcome = "rejected"
                 ctx.status = exc.status
-                await self._send_rejection(ctx, send, exc)
+                unread = not ctx.body_complete and (headers.announces_body or ctx.stage == "read_body")
+                await self._send_rejection(ctx, receive, send, exc, unread_body=unread)
                 return
             except ClientDisconnected:
                 ctx.outcome = "abandoned"
@@ -157,14 +165,15 @@ class Engine:
 
         ctx.stage = "read_body"
         started = clock()
+        declared = parse_content_length(headers.content_length)
         body = await read_body(
-            receive,
-            declared=parse_content_length(headers.content_length),
-            limit=policy.max_body_bytes,
-            time_limit=policy.body_timeout,
+            receive, declared=declared, limit=policy.max_body_bytes, time_limit=policy.body_timeout
         )
         ctx.body = body
         ctx.bytes_in = len(body)
+        ctx.body_complete = True
+        if declared is not None and declared != len(body):
+            raise InvalidContentLength()
         timings["read_body"] = (clock() - started) * 1000.0
 
         if policy.json and (body or ctx.method in _BODY_METHODS):
@@ -255,10 +264,26 @@ class Engine:
 
         return app_send
 
-    async def _send_rejection(self, ctx: Context, send: Send, error: Rejection) -> None:
+    async def _send_rejection(
+        self, ctx: Context, receive: Receive, send: Send, error: Rejection, *, unread_body: bool
+    ) -> None:
         extra = [(self._request_id_header_b, ctx.request_id.encode("latin-1")), *ctx.response_headers]
         ctx.response_started = True
-        ctx.bytes_out += await send_problem(send, error, request_id=ctx.request_id, extra_headers=extra)
+        if not unread_body:
+            ctx.bytes_out += await send_problem(send, error, request_id=ctx.request_id, extra_headers=extra)
+            return
+        # Refused before the body was read to its end, so the rest is still on the wire.
+        # Closing at once would make the kernel answer the client's next bytes with a reset
+        # that can destroy the refusal before the client reads it; keeping the connection
+        # would let a slowloris client hold it. So, like nginx's lingering close: send the
+        # whole answer, discard what still arrives for a bounded time and size, then close.
+        if ctx.scope.get("http_version", "1.1") in ("1.0", "1.1"):
+            extra.append((b"connection", b"close"))
+        ctx.bytes_out += await send_problem(
+            send, error, request_id=ctx.request_id, extra_headers=extra, finish=False
+        )
+        await _discard_body(receive, self.policy.linger_seconds, self.policy.linger_bytes)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _finish(self, ctx: Context) -> None:
         if ctx.finalizers:
@@ -276,6 +301,18 @@ class Engine:
                 audit.record(ctx)
             except Exception:
                 logger.exception("airlock audit sink failed (request_id=%s)", ctx.request_id)
+
+
+async def _discard_body(receive: Receive, seconds: float, max_bytes: int) -> None:
+    discarded = 0
+    with anyio.move_on_after(seconds):
+        while discarded <= max_bytes:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            discarded += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
 
 def _fix_length(headers: list[tuple[bytes, bytes]], length: int | None) -> list[tuple[bytes, bytes]]:

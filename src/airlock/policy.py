@@ -85,6 +85,10 @@ class Policy:
     :param budget: token-budget stages, run last, right before the handler.
     :param audit: where the finished request is recorded.
     :param request_id_header: incoming header trusted as the request id when well-formed.
+    :param linger_seconds: after refusing a request whose body was not read to its end, how
+        long to keep discarding what still arrives before closing (so the client can read
+        the refusal instead of a connection reset).
+    :param linger_bytes: at most this many such bytes are discarded.
     """
 
     enabled: bool = True
@@ -100,6 +104,8 @@ class Policy:
     budget: Any = ()
     audit: AuditSink | None = None
     request_id_header: str = "x-request-id"
+    linger_seconds: float = 2.0
+    linger_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -122,6 +128,16 @@ class Policy:
             raise ConfigurationError("Policy.identity must be an identifier (async callable) or None")
         if self.audit is not None and not callable(getattr(self.audit, "record", None)):
             raise ConfigurationError("Policy.audit must have a record(ctx) method")
+        if isinstance(self.linger_seconds, bool) or not isinstance(self.linger_seconds, (int, float)):
+            raise ConfigurationError("Policy.linger_seconds must be a number of seconds")
+        if self.linger_seconds < 0:
+            raise ConfigurationError("Policy.linger_seconds must be >= 0")
+        if (
+            isinstance(self.linger_bytes, bool)
+            or not isinstance(self.linger_bytes, int)
+            or self.linger_bytes < 0
+        ):
+            raise ConfigurationError("Policy.linger_bytes must be an integer number of bytes >= 0")
         header = self.request_id_header
         if not isinstance(header, str) or not header or header != header.strip():
             raise ConfigurationError("Policy.request_id_header must be a header name")

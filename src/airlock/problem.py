@@ -50,8 +50,13 @@ async def send_problem(
     *,
     request_id: str | None = None,
     extra_headers: Iterable[tuple[bytes, bytes]] = (),
+    finish: bool = True,
 ) -> int:
-    """Send ``error`` as a complete response; return the number of body bytes sent."""
+    """Send ``error`` as a response; return the number of body bytes sent.
+
+    With ``finish=False`` the whole body is sent but the response is left open
+    (``more_body``), so the caller can do something before ending it.
+    """
     body = problem_body(error, request_id=request_id)
     headers = list(_BASE_HEADERS)
     headers.append((b"content-length", str(len(body)).encode("latin-1")))
@@ -59,5 +64,5 @@ async def send_problem(
         headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     headers.extend(extra_headers)
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send({"type": "http.response.body", "body": body, "more_body": not finish})
     return len(body)

@@ -1,0 +1,168 @@
+"""``ConcurrencyLimit``: at most K requests of one identity in flight at once.
+
+A slot is taken before the body is read and given back by a finalizer when the
+response has ended, the client has gone away or the app has failed, so a
+streamed reply holds its slot until its last chunk. Slots are counted with the
+two-counter ledger (:mod:`airlock.throttle.ledger`), exact under concurrency on
+every storage.
+
+Leases: a worker that dies mid-request never gives its slots back. Counters live
+in epochs of ``lease`` seconds, and the level counts the current and the
+previous epoch, so a slot is held for at most between ``lease`` and
+``2 * lease`` seconds even if nobody releases it. Set ``lease`` above your
+longest request (a slower request's slot is forgotten early, letting one more in).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from airlock.errors import ConcurrencyLimited, ConfigurationError, StorageUnavailable
+from airlock.throttle.alerts import Alerts
+from airlock.throttle.headers import add_ietf_fields, limit_item
+from airlock.throttle.ledger import Slot, give_back, reserve
+from airlock.throttle.spec import check_name, check_on_error, identity_key, namespace_key
+from airlock.throttle.storage import LimitStorage, StorageFailure, as_storage
+
+if TYPE_CHECKING:
+    from airlock.context import Context, Identity
+
+__all__ = ["ConcurrencyLimit"]
+
+LimitResult = int | None
+ConcurrencyArg = int | Callable[["Identity | None"], LimitResult | Awaitable[LimitResult]]
+
+
+def _check_limit(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError("ConcurrencyLimit needs a positive integer number of requests")
+    return value
+
+
+class ConcurrencyLimit:
+    """Admit stage: refuse with ``429 too_many_concurrent_requests`` beyond K requests in flight.
+
+    :param limit: K, or a callable of the identity (sync or async) returning K or ``None`` (exempt).
+    :param storage: a URI or a shared :class:`LimitStorage`.
+    :param group: count under this name; by default one count per identity for the whole app.
+    :param name: the policy name in the RateLimit headers and the audit section.
+    :param lease: seconds after which an unreleased slot (a dead worker) is forgotten (see above).
+    :param retry_after: the ``Retry-After`` seconds sent with a refusal.
+    :param on_storage_error: ``"closed"`` (503) or ``"open"`` (admit, recorded in ``ctx.failed_open``).
+    :param headers: send the RateLimit fields (``qu="concurrent-requests"``).
+    :param alerts: an :class:`Alerts` to tell about identities refused again and again.
+    """
+
+    def __init__(
+        self,
+        limit: ConcurrencyArg,
+        *,
+        storage: str | LimitStorage = "memory://",
+        group: str = "concurrency",
+        name: str = "concurrency",
+        lease: float = 600.0,
+        retry_after: int = 1,
+        on_storage_error: str = "closed",
+        headers: bool = True,
+        alerts: Alerts | None = None,
+    ) -> None:
+        self._fixed: int | None = None
+        self._func: Callable[..., Any] | None = None
+        if callable(limit):
+            self._func = limit
+        else:
+            self._fixed = _check_limit(limit)
+        if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 1 <= lease <= 86400:
+            raise ConfigurationError("ConcurrencyLimit lease must be between 1 and 86400 seconds")
+        if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 1:
+            raise ConfigurationError("ConcurrencyLimit retry_after must be a positive integer")
+        self.group = namespace_key(check_name(group, "ConcurrencyLimit group"))
+        self.name = check_name(name, "ConcurrencyLimit name")
+        self.lease = float(lease)
+        self.retry_after = str(retry_after)
+        self.on_storage_error = check_on_error(on_storage_error)
+        self.headers = bool(headers)
+        if alerts is not None and not isinstance(alerts, Alerts):
+            raise ConfigurationError("alerts must be an airlock.throttle.Alerts")
+        self.alerts = alerts
+        self.storage = as_storage(storage)
+        self._expiry = math.ceil(2 * self.lease) + 1
+
+    def __repr__(self) -> str:
+        limit = self._fixed if self._fixed is not None else "dynamic"
+        return f"<ConcurrencyLimit {limit} storage={self.storage!r}>"
+
+    async def _limit_for(self, identity: Identity | None) -> int | None:
+        if self._fixed is not None:
+            return self._fixed
+        assert self._func is not None
+        result = self._func(identity)
+        if inspect.isawaitable(result):
+            result = await result
+        return None if result is None else _check_limit(result)
+
+    def _slot(self, ctx: Context, limit: int, epoch: int) -> Slot:
+        base = f"{self.storage.key_prefix}/conc/{self.group}/{identity_key(ctx)}"
+        return Slot(
+            used=f"{base}/{epoch}/u",
+            freed=f"{base}/{epoch}/f",
+            limit=limit,
+            expiry=self._expiry,
+            carried=((f"{base}/{epoch - 1}/u", f"{base}/{epoch - 1}/f"),),
+        )
+
+    async def __call__(self, ctx: Context) -> None:
+        limit = await self._limit_for(ctx.identity)
+        if limit is None:
+            return
+        record: dict[str, Any] = {"limit": limit}
+        ctx.audit.setdefault("throttle", {})[self.name] = record
+        slot = self._slot(ctx, limit, int(time.time() // self.lease))
+        storage = self.storage
+        try:
+            result = await storage.run(
+                lambda: reserve(storage.storage, (slot,), 1, concurrent=storage.guarded)
+            )
+        except StorageFailure:
+            record["storage_error"] = True
+            if self.on_storage_error == "open":
+                ctx.failed_open.append(f"throttle:{self.name}")
+                record["failed_open"] = True
+                return
+            raise StorageUnavailable(headers={"Retry-After": "1"}) from None
+
+        in_flight = result.levels[0]
+        record["admitted"] = result.admitted
+        record["in_flight"] = min(in_flight, limit) if result.admitted else limit
+        if self.headers:
+            add_ietf_fields(
+                ctx,
+                f'"{self.name}";q={limit};qu="concurrent-requests"',
+                [limit_item(self.name, limit - in_flight if result.admitted else 0)],
+            )
+        if not result.admitted:
+            if self.alerts is not None:
+                await self.alerts.refused(ctx, storage, self.name, record)
+            raise ConcurrencyLimited(
+                headers={"Retry-After": self.retry_after},
+                extensions={"violated-policies": [self.name]},
+            )
+
+        async def release(_: Context) -> None:
+            try:
+                await storage.run(lambda: give_back(storage.storage, (slot,), 1, concurrent=storage.guarded))
+            except StorageFailure:
+                record["released"] = False  # the lease frees it at the latest
+                return
+            record["released"] = True
+
+        ctx.defer(release)
+
+    async def shutdown(self) -> None:
+        await self.storage.shutdown()
+        if self.alerts is not None:
+            await self.alerts.shutdown()

@@ -330,3 +330,27 @@ def test_bad_configuration_fails_at_start_up() -> None:
         AirlockMiddleware(PlainTextResponse("x"), routes={"/a": {"no_such_option": 1}})
     with pytest.raises(ConfigurationError):
         protect(max_body_size=5)
+
+
+async def test_rejecting_stage_is_timed(sink: RecordingSink) -> None:
+    async with client_for(make_app(sink, admit=Refuse())) as client:
+        await client.post("/chat", json={})
+    assert set(sink.events[0].timings) == {"identify", "admit"}
+
+
+async def test_send_failing_marks_the_client_as_gone(sink: RecordingSink) -> None:
+    async def reply(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x", "more_body": True})
+
+    app = AirlockMiddleware(reply, policy=Policy(json=False, audit=sink))
+    exchange = RawExchange([{"type": "http.request", "body": b"", "more_body": False}])
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            raise OSError("client gone")  # what ASGI 2.4 servers raise after a disconnect
+        await exchange.send(message)
+
+    with pytest.raises(OSError):
+        await app(http_scope(), exchange.receive, send)
+    assert sink.events[0].client_disconnected is True

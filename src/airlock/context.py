@@ -96,6 +96,7 @@ class Context:
         "route",
         "scope",
         "stage",
+        "stage_started",
         "started",
         "status",
         "timings",
@@ -130,6 +131,7 @@ class Context:
         self.failed_open: list[str] = []
         self.outcome = "allowed"
         self.stage: str | None = None
+        self.stage_started = 0.0
         self.problem: Rejection | None = None
         self.status: int | None = None
         self.bytes_in = 0

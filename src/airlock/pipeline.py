@@ -91,10 +91,11 @@ class Engine:
         self.policy = policy
         self._request_id_header = policy.request_id_header
         self._request_id_header_b = policy.request_id_header.encode("latin-1")
-        json_stages: list[tuple[str, Stage]] = []
-        for name in ("validate", "sanitize", "anonymize"):
-            json_stages.extend((name, stage) for stage in getattr(policy, name))
-        self._json_stages = tuple(json_stages)
+        self._json_stages: tuple[tuple[str, tuple[Stage, ...]], ...] = tuple(
+            (name, getattr(policy, name))
+            for name in ("validate", "sanitize", "anonymize")
+            if getattr(policy, name)
+        )
 
     def __repr__(self) -> str:
         return f"<airlock.Engine enabled={self.policy.enabled}>"
@@ -120,6 +121,8 @@ class Engine:
             try:
                 await self._check(ctx, scope, receive, headers)
             except Rejection as exc:
+                if ctx.stage is not None and ctx.stage not in ctx.timings:
+                    ctx.timings[ctx.stage] = (time.perf_counter() - ctx.stage_started) * 1000.0
                 ctx.problem = exc
                 ctx.outcome = "rejected"
                 ctx.status = exc.status
@@ -147,24 +150,19 @@ class Engine:
 
     async def _check(self, ctx: Context, scope: Scope, receive: Receive, headers: _Headers) -> None:
         policy = self.policy
-        timings = ctx.timings
         clock = time.perf_counter
 
         if policy.identity is not None:
             ctx.stage = "identify"
-            started = clock()
+            ctx.stage_started = clock()
             ctx.identity = await policy.identity(scope)
-            timings["identify"] = (clock() - started) * 1000.0
+            ctx.timings["identify"] = (clock() - ctx.stage_started) * 1000.0
 
         if policy.admit:
-            ctx.stage = "admit"
-            started = clock()
-            for stage in policy.admit:
-                await stage(ctx)
-            timings["admit"] = (clock() - started) * 1000.0
+            await _run_stages(ctx, "admit", policy.admit)
 
         ctx.stage = "read_body"
-        started = clock()
+        ctx.stage_started = clock()
         declared = parse_content_length(headers.content_length)
         body = await read_body(
             receive, declared=declared, limit=policy.max_body_bytes, time_limit=policy.body_timeout
@@ -174,27 +172,19 @@ class Engine:
         ctx.body_complete = True
         if declared is not None and declared != len(body):
             raise InvalidContentLength()
-        timings["read_body"] = (clock() - started) * 1000.0
+        ctx.timings["read_body"] = (clock() - ctx.stage_started) * 1000.0
 
         if policy.json and (body or ctx.method in _BODY_METHODS):
             ctx.stage = "parse"
-            started = clock()
+            ctx.stage_started = clock()
             check_json_media_type(headers.content_type)
             ctx.json = parse_json(body, max_depth=policy.max_json_depth)
-            timings["parse"] = (clock() - started) * 1000.0
-
-            for name, stage in self._json_stages:
-                ctx.stage = name
-                started = clock()
-                await stage(ctx)
-                timings[name] = timings.get(name, 0.0) + (clock() - started) * 1000.0
+            ctx.timings["parse"] = (clock() - ctx.stage_started) * 1000.0
+            for name, stages in self._json_stages:
+                await _run_stages(ctx, name, stages)
 
         if policy.budget:
-            ctx.stage = "budget"
-            started = clock()
-            for stage in policy.budget:
-                await stage(ctx)
-            timings["budget"] = (clock() - started) * 1000.0
+            await _run_stages(ctx, "budget", policy.budget)
 
         if ctx.modified:
             self._rewrite_body(ctx, scope)
@@ -203,7 +193,11 @@ class Engine:
     def _rewrite_body(ctx: Context, scope: Scope) -> None:
         # The app (and whatever it forwards to) must see the cleaned document,
         # never the original bytes.
-        body = json.dumps(ctx.json, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        try:
+            body = json.dumps(ctx.json, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (sent as a "\ud800" escape) has no UTF-8 form: keep it escaped.
+            body = json.dumps(ctx.json, ensure_ascii=True, separators=(",", ":")).encode("ascii")
         ctx.body = body
         headers = [(k, v) for k, v in scope.get("headers", ()) if k != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode("latin-1")))
@@ -243,9 +237,7 @@ class Engine:
                         # rewritten body can keep a Content-Length.
                         held.append(message)
                         return
-                await send(message)
-                return
-            if kind == "http.response.body":
+            elif kind == "http.response.body":
                 body_filter = ctx.body_filter
                 if body_filter is not None:
                     more = message.get("more_body", False)
@@ -258,9 +250,12 @@ class Engine:
                         await send(start)
                     message = {"type": kind, "body": out, "more_body": more}
                 ctx.bytes_out += len(message.get("body", b""))
+            try:
                 await send(message)
-                return
-            await send(message)
+            except OSError:
+                # ASGI 2.4 servers raise OSError from send() once the client is gone.
+                ctx.client_disconnected = True
+                raise
 
         return app_send
 
@@ -301,6 +296,14 @@ class Engine:
                 audit.record(ctx)
             except Exception:
                 logger.exception("airlock audit sink failed (request_id=%s)", ctx.request_id)
+
+
+async def _run_stages(ctx: Context, name: str, stages: tuple[Stage, ...]) -> None:
+    ctx.stage = name
+    ctx.stage_started = started = time.perf_counter()
+    for stage in stages:
+        await stage(ctx)
+    ctx.timings[name] = (time.perf_counter() - started) * 1000.0
 
 
 async def _discard_body(receive: Receive, seconds: float, max_bytes: int) -> None:

@@ -15,6 +15,7 @@ __all__ = [
     "PROBLEM_CODES",
     "AirlockError",
     "AmbiguousCredentials",
+    "BidiOverride",
     "BodyTimeout",
     "BodyTooLarge",
     "BudgetExhausted",
@@ -26,12 +27,15 @@ __all__ = [
     "InvalidEncoding",
     "InvalidJSON",
     "JSONTooDeep",
+    "JSONTooLarge",
+    "PromptTooLong",
     "RateLimited",
     "Rejection",
     "StorageUnavailable",
     "Unauthorized",
     "UnsupportedMediaType",
     "UpstreamError",
+    "UpstreamRateLimited",
     "UpstreamTimeout",
     "ValidationFailed",
 ]
@@ -223,3 +227,40 @@ def problem_codes() -> dict[str, type[Rejection]]:
 
 
 PROBLEM_CODES = problem_codes()
+
+
+class UpstreamRateLimited(Rejection):
+    """The provider kept answering 429 (the gateway's own quota there, shared by all callers)."""
+
+    status = 503
+    code = "upstream_rate_limited"
+    title = "Upstream rate limited"
+    default_detail = "The AI provider is rate limiting this gateway; retry later."
+
+
+class JSONTooLarge(Rejection):
+    """The JSON document is well-formed but bigger in shape than the route allows
+    (items in one array, keys and items in all, characters in one string)."""
+
+    status = 422
+    code = "json_too_large"
+    title = "JSON structure too large"
+    default_detail = "The request body holds more items or longer strings than this route accepts."
+
+
+class PromptTooLong(Rejection):
+    """The estimated prompt tokens exceed the route's cap (refused before it costs anything)."""
+
+    status = 413
+    code = "prompt_too_long"
+    title = "Prompt too long"
+    default_detail = "The prompt is estimated to be longer than this route accepts."
+
+
+class BidiOverride(Rejection):
+    """Text holds bidirectional override or isolate controls and the route refuses them."""
+
+    status = 422
+    code = "bidi_override"
+    title = "Bidirectional control characters refused"
+    default_detail = "The text holds bidirectional override characters, which this route refuses."

@@ -62,3 +62,22 @@ def test_problem_codes_are_unique_and_stable() -> None:
         assert code == code.lower()
         assert 400 <= cls.status <= 599
         assert repr(cls()) == f"{cls.__name__}(code={code!r}, status={cls.status})"
+
+
+def test_stage_classes_load_lazily_from_the_top_level() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, airlock\n"
+        "assert 'airlock.anonymize' not in sys.modules and 'airlock.throttle' not in sys.modules\n"
+        "from airlock import Anonymize, AuditLog, RateLimit, Sanitize, TokenBudget, Validate\n"
+        "assert Validate.__module__.startswith('airlock.validation')\n"
+        "assert 'airlock.anonymize' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import airlock
+
+    with pytest.raises(AttributeError):
+        airlock.NoSuchThing  # noqa: B018
+    assert "RateLimit" in dir(airlock)

@@ -208,25 +208,6 @@ class UpstreamTimeout(Rejection):
     default_detail = "The AI provider did not answer in time."
 
 
-def _collect(classes: Sequence[type[Rejection]]) -> dict[str, type[Rejection]]:
-    table: dict[str, type[Rejection]] = {}
-    pending = list(classes)
-    while pending:
-        cls = pending.pop()
-        table.setdefault(cls.code, cls)
-        pending.extend(cls.__subclasses__())
-    return table
-
-
-def problem_codes() -> dict[str, type[Rejection]]:
-    """Every problem ``code`` airlock can answer with, mapped to its class.
-
-    Computed on demand so rejections defined in later modules are included.
-    """
-    return _collect(Rejection.__subclasses__())
-
-
-PROBLEM_CODES = problem_codes()
 
 
 class UpstreamRateLimited(Rejection):
@@ -264,3 +245,24 @@ class BidiOverride(Rejection):
     code = "bidi_override"
     title = "Bidirectional control characters refused"
     default_detail = "The text holds bidirectional override characters, which this route refuses."
+
+
+def _collect(classes: Sequence[type[Rejection]]) -> dict[str, type[Rejection]]:
+    table: dict[str, type[Rejection]] = {}
+    pending = list(classes)
+    while pending:
+        cls = pending.pop()
+        table.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return table
+
+
+def problem_codes() -> dict[str, type[Rejection]]:
+    """Every problem ``code`` airlock can answer with, mapped to its class.
+
+    Computed on demand so rejections defined in later modules are included.
+    """
+    return _collect(Rejection.__subclasses__())
+
+
+PROBLEM_CODES = problem_codes()

@@ -19,6 +19,10 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.run-installed
 
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.dev-installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
 run: $(VENV)/.run-installed
 	$(BIN)/airlock serve --host $(HOST) --port $(PORT)
 
@@ -31,6 +35,11 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
 check: lint test
+
+# Every benchmark, then benchmarks/results.md and benchmarks/results.png. Uses wrk for the load
+# test when it is installed (apt-get install wrk), else a built-in asyncio load generator.
+bench: $(VENV)/.bench-installed
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

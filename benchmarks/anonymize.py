@@ -135,11 +135,9 @@ def score(
             row["predicted"] += 1
             row["correct"] += any(g == entity and s < end and start < e for g, s, e in sample.spans)
     for row in table.values():
-        row["recall"] = row["found"] / row["gold"] if row["gold"] else float("nan")
+        row["recall"] = row["found"] / row["gold"] if row["gold"] else None
         row["precision"] = row["correct"] / row["predicted"] if row["predicted"] else 1.0
-        row["evasion_recall"] = (
-            row["found_evasion"] / row["gold_evasion"] if row["gold_evasion"] else float("nan")
-        )
+        row["evasion_recall"] = row["found_evasion"] / row["gold_evasion"] if row["gold_evasion"] else None
     return table
 
 
@@ -241,9 +239,9 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         }
         for entity in ENTITIES:
             cell = quality[name][entity]
-            row[f"recall_{entity}"] = round(cell["recall"], 4)
-            row[f"precision_{entity}"] = round(cell["precision"], 4)
-            row[f"evasion_recall_{entity}"] = round(cell["evasion_recall"], 4)
+            # None: the corpus held no such value (a quick run), so there is nothing to score.
+            for key in ("recall", "precision", "evasion_recall"):
+                row[f"{key}_{entity}"] = None if cell[key] is None else round(cell[key], 4)
         rows.append(row)
     clean_airlock = statistics.median(clean_timings["airlock"])
     clean_size = sum(len(t.encode()) for t in clean)
@@ -281,12 +279,42 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "us_per_op = per request",
         "types a tool does not detect show recall 0 (Presidio has no SECRET, scrubadub no IBAN/IP_ADDRESS)",
     ]
+    notes.extend(_targets(rows))
     missing = {"presidio (compared types)", "scrubadub"} - set(tools)
     if missing:
         notes.append(
             f"not installed, skipped: {', '.join(sorted(missing))} (pip install 'asgi-airlock[bench]')"
         )
     return {"title": "Anonymization: detection quality and speed", "rows": rows, "notes": notes}
+
+
+def _targets(rows: list[dict[str, Any]]) -> list[str]:
+    """PASS/MISS for the issue's targets: recall >= Presidio per entity, precision >= 0.98,
+    and >= 100x Presidio's (regex-only) throughput on the same texts."""
+    by_name = {row["name"]: row for row in rows}
+    ours, theirs = by_name.get("airlock"), by_name.get("presidio (compared types)")
+    if ours is None or theirs is None:
+        return ["targets: Presidio not installed, no comparison (pip install 'asgi-airlock[bench]')"]
+    lines = []
+    behind = [
+        entity
+        for entity in ENTITIES
+        if ours[f"recall_{entity}"] is not None
+        and theirs[f"recall_{entity}"] is not None
+        and ours[f"recall_{entity}"] < theirs[f"recall_{entity}"]
+    ]
+    lines.append(f"target recall >= Presidio for every type: {'MISS ' + str(behind) if behind else 'PASS'}")
+    precisions = [ours[f"precision_{e}"] for e in ENTITIES if ours[f"precision_{e}"] is not None]
+    worst = min(precisions) if precisions else 1.0
+    lines.append(f"target precision >= 0.98: {'PASS' if worst >= 0.98 else 'MISS'} (lowest {worst:.3f})")
+    for prefix in ("", "clean: ", "chat: "):
+        row = by_name.get(f"{prefix}presidio (compared types)")
+        if row is not None:
+            speedup = row["airlock_speedup"]
+            label = prefix.rstrip(": ") or "PII-dense corpus"
+            verdict = "PASS" if speedup >= 100 else "MISS"
+            lines.append(f"target >= 100x Presidio throughput ({label}): {verdict} ({speedup:.0f}x)")
+    return lines
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -307,9 +335,8 @@ def _print(result: dict[str, Any]) -> None:
     for entity in ENTITIES:
         cells = []
         for row in quality_rows:
-            cells.append(
-                f"{row[f'recall_{entity}']:.3f}/{row[f'precision_{entity}']:.3f}/{row[f'evasion_recall_{entity}']:.3f}"
-            )
+            scores = (row[f"{key}_{entity}"] for key in ("recall", "precision", "evasion_recall"))
+            cells.append("/".join("n/a" if v is None else f"{v:.3f}" for v in scores))
         print(f"{entity:12} " + " ".join(f"{c:>24}" for c in cells))
     print()
     for note in result["notes"]:

@@ -1,0 +1,140 @@
+"""Per-request cost of airlock, in process: no server, no network, so the numbers are stable.
+
+One 700-byte OpenAI chat body is sent through a bare Starlette app, the same app with
+slowapi's ``@limiter.limit`` (when slowapi is installed), airlock with each stage alone, and
+airlock with every stage on. Configurations are measured interleaved, round after round, and
+the median of the rounds is reported with ratios to bare Starlette and to slowapi.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import apps
+from apps import BENCH_KEY, CHAT_BODY, PATH
+
+from airlock import Policy
+
+
+def configurations() -> dict[str, Any]:
+    """Name -> ASGI app: bare, slowapi, the engine alone, each stage alone, everything on."""
+    configs: dict[str, Any] = {"bare Starlette": apps.bare()}
+    # slowapi is in the bench extra; without it the comparison is skipped.
+    with contextlib.suppress(ImportError):
+        configs["slowapi @limit (memory)"] = apps.slowapi()
+    configs["airlock: engine (body+parse)"] = apps.with_policy(Policy(identity=None))
+    for name, options in apps.stage_options().items():
+        configs[f"airlock: engine + {name}"] = apps.with_policy(Policy(**{"identity": None, **options}))
+    configs["airlock: full pipeline"] = apps.with_policy(apps.full_policy())
+    return configs
+
+
+def _scope() -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": PATH,
+        "raw_path": PATH.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(CHAT_BODY)).encode()),
+            (b"authorization", b"Bearer " + BENCH_KEY.encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
+async def _one(app: Any) -> int:
+    status = 0
+    message = {"type": "http.request", "body": CHAT_BODY, "more_body": False}
+
+    async def receive() -> dict[str, Any]:
+        return message
+
+    async def send(event: dict[str, Any]) -> None:
+        nonlocal status
+        if event["type"] == "http.response.start":
+            status = event["status"]
+
+    await app(_scope(), receive, send)
+    return status
+
+
+async def _batch(app: Any, count: int) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        status = await _one(app)
+        if status != 200:
+            raise RuntimeError(f"benchmark app answered {status}")
+    return (time.perf_counter() - started) / count * 1e6
+
+
+def measure(configs: dict[str, Any], *, rounds: int, per_round: int) -> dict[str, float]:
+    async def main() -> dict[str, list[float]]:
+        samples: dict[str, list[float]] = {name: [] for name in configs}
+        for app in configs.values():  # warm up caches, route engines, lazy storages
+            await _batch(app, 50)
+        for _ in range(rounds):
+            for name, app in configs.items():
+                samples[name].append(await _batch(app, per_round))
+        return samples
+
+    samples = asyncio.run(main())
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def run(*, quick: bool = False) -> dict[str, Any]:
+    rounds, per_round = (3, 100) if quick else (15, 1000)
+    medians = measure(configurations(), rounds=rounds, per_round=per_round)
+    bare = medians["bare Starlette"]
+    slowapi_cost = medians.get("slowapi @limit (memory)")
+    engine = medians["airlock: engine (body+parse)"]
+    rows = []
+    for name, micros in medians.items():
+        row: dict[str, Any] = {"name": name, "us_per_op": round(micros, 1), "x_bare": round(micros / bare, 2)}
+        if slowapi_cost is not None:
+            row["x_slowapi"] = round(micros / slowapi_cost, 2)
+        if name.startswith("airlock: engine +"):
+            row["stage_us"] = round(micros - engine, 1)
+        rows.append(row)
+    notes = [
+        f"{len(CHAT_BODY)}-byte OpenAI chat body, in-process ASGI calls; median of {rounds} "
+        f"interleaved rounds of {per_round} requests; stage_us = cost over the engine alone.",
+    ]
+    full = medians.get("airlock: full pipeline")
+    if full is not None:
+        if slowapi_cost is not None:
+            verdict = "PASS" if full <= slowapi_cost else "MISS"
+            notes.append(f"target full pipeline <= slowapi: {verdict} ({full / slowapi_cost:.2f}x slowapi)")
+        verdict = "PASS" if full <= 2 * bare else "MISS"
+        notes.append(f"aim full pipeline <= 2x bare Starlette: {verdict} ({full / bare:.2f}x bare)")
+    return {"title": "Per-request overhead (in-process ASGI)", "rows": rows, "notes": notes}
+
+
+def print_result(result: dict[str, Any], out: Callable[[str], None] = print) -> None:
+    out(result["title"])
+    rows = result["rows"]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in columns}
+    out("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        out("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+    for note in result["notes"]:
+        out(f"- {note}")
+
+
+if __name__ == "__main__":
+    print_result(run())

@@ -79,5 +79,5 @@ def test_stage_classes_load_lazily_from_the_top_level() -> None:
     import airlock
 
     with pytest.raises(AttributeError):
-        airlock.NoSuchThing  # noqa: B018
+        airlock.NoSuchThing
     assert "RateLimit" in dir(airlock)

@@ -208,8 +208,6 @@ class UpstreamTimeout(Rejection):
     default_detail = "The AI provider did not answer in time."
 
 
-
-
 class UpstreamRateLimited(Rejection):
     """The provider kept answering 429 (the gateway's own quota there, shared by all callers)."""
 

@@ -100,3 +100,43 @@ def test_keys_new_prints_a_key_once_and_a_hash_line(tmp_path: Path) -> None:
 def test_keys_new_refuses_bad_names(name: str) -> None:
     result = airlock("keys", "new", "--name", name)
     assert result.returncode == 2
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(
+    not (shutil.which("make") and shutil.which("curl") and (ROOT / ".venv" / ".run-installed").exists()),
+    reason="needs make, curl and the project's .venv (made by `make test`)",
+)
+def test_make_run_then_the_printed_curl_line_gets_a_completion() -> None:
+    """The README's quick start, literally: `make run`, then paste the printed curl line."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "run", f"PORT={port}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        curl_line = ""
+        for line in process.stdout:
+            if line.startswith("curl "):
+                curl_line = line.strip()
+                break
+        assert curl_line, "make run printed no curl line"
+        wait_healthy(port)
+        output = subprocess.run(
+            shlex.split(curl_line), capture_output=True, text=True, timeout=10, check=True
+        )
+        completion = json.loads(output.stdout)
+        assert completion["choices"][0]["message"]["content"] == "Hello, my email is jane@example.com"
+    finally:
+        import os
+        import signal
+
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,9 +58,11 @@ def run_example() -> Iterator[object]:
 def test_example_serves_checked_chat_and_refuses_bad_input(run_example, name: str) -> None:  # type: ignore[no-untyped-def]
     port = run_example(name)
     base = f"http://127.0.0.1:{port}"
-    ok = httpx.post(f"{base}/chat", json={"messages": [{"role": "user", "content": "hi"}]})
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    ok = httpx.post(f"{base}/chat", json=chat)
     assert ok.status_code == 200
-    assert ok.json()["received"] == {"messages": [{"role": "user", "content": "hi"}]}
+    # The full-stage example also writes the budget's default max_tokens into the request.
+    assert {k: v for k, v in ok.json()["received"].items() if k != "max_tokens"} == chat
     assert "x-request-id" in ok.headers
 
     broken = httpx.post(f"{base}/chat", content=b"{not json", headers={"content-type": "application/json"})
@@ -91,3 +94,39 @@ def test_per_route_example_with_keys(run_example, tmp_path: Path) -> None:  # ty
     assert httpx.post(f"{base}/chat", json={}).status_code == 401
     ok = httpx.post(f"{base}/chat", json={"a": 1}, headers={"Authorization": f"Bearer {key}"})
     assert ok.json() == {"received": {"a": 1}}
+
+
+def test_starlette_example_runs_every_stage(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "stdout.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "starlette_app.py")],
+            env={**os.environ, "PORT": str(port), "AIRLOCK_AUDIT_KEY": "example-audit-key-0123456789"},
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_ready(process, port)
+            base = f"http://127.0.0.1:{port}"
+            secret = "jane.doe.example.marker@example.com"
+            message = {"role": "user", "content": f"mail {secret}\u200b!"}
+            sent = {"model": "gpt-4o-mini", "messages": [message]}
+            ok = httpx.post(f"{base}/chat", json=sent)
+            assert ok.status_code == 200, ok.text
+            received = ok.json()
+            # The handler saw a pseudonym (counted as one EMAIL); the reply restored the original
+            # for the caller, and the zero-width space stayed removed.
+            assert received["found"] == {"EMAIL": 1}
+            assert received["received"]["messages"][0]["content"] == f"mail {secret}!"
+            assert "ratelimit-policy" in ok.headers
+
+            unknown = httpx.post(f"{base}/chat", json={"model": "m", "messages": [], "surprise": secret})
+            assert unknown.status_code == 422
+            assert secret not in unknown.text
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert len(events) == 2
+    assert secret not in log.read_text()

@@ -43,3 +43,14 @@ bench: $(VENV)/.bench-installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Longer fuzz runs of the atheris harnesses in tests/fuzz/ (the suite runs them for seconds).
+# FUZZ_SECONDS per harness; the corpus is kept in .venv/fuzz-corpus so runs build on each other.
+FUZZ_SECONDS ?= 300
+
+$(VENV)/.fuzz-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,fuzz]'
+	touch $@ $(VENV)/.dev-installed $(VENV)/.run-installed
+
+fuzz: $(VENV)/.fuzz-installed
+	$(BIN)/python tests/fuzz/run.py --seconds $(FUZZ_SECONDS) --corpus $(VENV)/fuzz-corpus

@@ -2,9 +2,10 @@
 upstream provider see the same document.
 
 Refused: other media types and charsets (415), bytes that are not UTF-8, JSON
-syntax errors, ``NaN``/``Infinity`` (not JSON, and providers reject them),
-duplicate object keys (a validator could check one value while the provider
-reads the other) and nesting deeper than the policy allows (400).
+syntax errors, ``NaN``/``Infinity`` and numbers that overflow a float such as
+``1e400`` (not JSON, and providers reject them), duplicate object keys (a
+validator could check one value while the provider reads the other) and nesting
+deeper than the policy allows (400).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from airlock.errors import InvalidEncoding, InvalidJSON, JSONTooDeep, UnsupportedMediaType
 
-__all__ = ["check_json_media_type", "is_json_media_type", "json_depth_exceeds", "parse_json"]
+__all__ = ["check_json_media_type", "dump_json", "is_json_media_type", "json_depth_exceeds", "parse_json"]
 
 
 def is_json_media_type(value: bytes | None) -> bool:
@@ -61,7 +62,19 @@ def _no_constants(name: str) -> Any:
     raise ValueError("non-finite number")
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+def _finite_float(text: str) -> float:
+    # "1e400" is valid JSON syntax but overflows to infinity, which would then be
+    # re-serialised as the non-JSON token "Infinity" when a stage changes the document.
+    value = float(text)
+    if value in _INFINITIES:
+        raise ValueError("non-finite number")
+    return value
+
+
+_INFINITIES = (float("inf"), float("-inf"))
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite_float
+)
 
 
 def json_depth_exceeds(document: Any, limit: int) -> bool:
@@ -112,3 +125,15 @@ def parse_json(body: bytes, *, max_depth: int) -> Any:
     if body.count(b"[") + body.count(b"{") > max_depth and json_depth_exceeds(document, max_depth):
         raise JSONTooDeep(extensions={"max_depth": max_depth})
     return document
+
+
+def dump_json(document: Any) -> bytes:
+    """``document`` as compact UTF-8 JSON: what the app and the provider receive.
+
+    A lone surrogate (sent as a ``"\ud800"`` escape, which :func:`parse_json` accepts
+    as JSON allows it) has no UTF-8 form, so such a document stays ASCII-escaped.
+    """
+    try:
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(document, ensure_ascii=True, separators=(",", ":")).encode("ascii")

@@ -121,7 +121,9 @@ class KeyedHasher:
         cache = self._cache
         found = cache.get(identity_id)
         if found is None:
-            digest = hmac.digest(self._key, b"identity\x00" + identity_id.encode("utf-8"), "sha256")
+            # surrogatepass: an id from a JSON claim may hold a lone surrogate; same bytes otherwise.
+            raw = identity_id.encode("utf-8", "surrogatepass")
+            digest = hmac.digest(self._key, b"identity\x00" + raw, "sha256")
             found = digest.hex()[:_HASH_HEX]
             if len(cache) >= _CACHE_SIZE:
                 cache.clear()  # a crude bound; callers repeat, so it refills with the active ones

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airlock.context import Usage
+from airlock.parse import dump_json
 from airlock.provider.base import ChatStream, Provider, ProviderRequest, Reply
 
 __all__ = ["EchoProvider", "last_user_text"]
@@ -64,16 +65,12 @@ def _model(payload: Any, default: str = "echo") -> str:
     return model if isinstance(model, str) and model else default
 
 
-def _dumps(document: Any) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
 def _vector(text: str, dimensions: int) -> list[float]:
     """A unit vector that depends only on ``text`` (same input, same vector)."""
     raw = b""
     counter = 0
     while len(raw) < dimensions * 4:
-        raw += hashlib.sha256(counter.to_bytes(4, "big") + text.encode("utf-8")).digest()
+        raw += hashlib.sha256(counter.to_bytes(4, "big") + text.encode("utf-8", "surrogatepass")).digest()
         counter += 1
     values = [v / 2**31 - 1.0 for v in struct.unpack(f">{dimensions}I", raw[: dimensions * 4])]
     norm = sum(v * v for v in values) ** 0.5 or 1.0
@@ -128,7 +125,7 @@ class EchoProvider(Provider):
         usage = document["usage"]
         return Reply(
             200,
-            _dumps(document),
+            dump_json(document),
             usage=Usage(usage["prompt_tokens"], usage["completion_tokens"]),
             model=document["model"],
         )
@@ -145,7 +142,7 @@ class EchoProvider(Provider):
         }
 
         def event(choices: list[Any], **extra: Any) -> bytes:
-            return b"data: " + _dumps({**base, "choices": choices, **extra}) + b"\n\n"
+            return b"data: " + dump_json({**base, "choices": choices, **extra}) + b"\n\n"
 
         events = [event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
         events.extend(
@@ -182,4 +179,4 @@ class EchoProvider(Provider):
             "model": _model(payload),
             "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
         }
-        return Reply(200, _dumps(document), usage=Usage(prompt_tokens, 0), model=document["model"])
+        return Reply(200, dump_json(document), usage=Usage(prompt_tokens, 0), model=document["model"])

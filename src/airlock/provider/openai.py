@@ -8,9 +8,9 @@ drops that chunk again when the client did not ask for it).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from airlock.parse import dump_json
 from airlock.provider.base import ChatStream, ProviderRequest, Reply
 from airlock.provider.http import HTTPProvider
 
@@ -25,7 +25,7 @@ def with_stream_usage(payload: dict[str, Any]) -> bytes:
         "stream": True,
         "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True},
     }
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return dump_json(document)
 
 
 class OpenAIProvider(HTTPProvider):

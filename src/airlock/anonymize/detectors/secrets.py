@@ -47,6 +47,24 @@ def _mixed(value: str) -> bool:
     )
 
 
+_SK_PREFIX = re.compile(r"sk-(?:proj-|svcacct-|admin-)?")
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _sk_key(value: str) -> bool:
+    """An ``sk-`` key: mixed like OpenAI's, or 32+ lower-case hex digits like DeepSeek's and
+    those of other OpenAI-compatible providers (prose such as ``sk-learn`` is neither)."""
+    if _mixed(value):
+        return True
+    body = value[_SK_PREFIX.match(value).end() :]  # type: ignore[union-attr]
+    return (
+        len(body) >= 32
+        and _HEX_DIGITS.issuperset(body)
+        and any(c.isdigit() for c in body)
+        and any(c.isalpha() for c in body)
+    )
+
+
 def _jwt(value: str) -> bool:
     header = value.split(".", 1)[0]
     try:
@@ -69,7 +87,7 @@ _RULES: tuple[Rule, ...] = (
         None,
         ("sk-ant-",),
     ),
-    ("openai_key", re.compile(rf"sk-(?:proj-|svcacct-|admin-)?[{_TOKEN}]{{20,400}}"), 0, _mixed, ("sk-",)),
+    ("openai_key", re.compile(rf"sk-(?:proj-|svcacct-|admin-)?[{_TOKEN}]{{20,400}}"), 0, _sk_key, ("sk-",)),
     (
         "aws_access_key",
         re.compile(r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),

@@ -6,6 +6,12 @@ difference to the bare app is the price of counting. Configurations run
 interleaved, round after round; the median of the rounds is reported with
 ratios to the bare app and to slowapi's ``@limiter.limit`` on memory.
 
+The storage rows time one ``incr`` of the in-process storage with the counters of
+many identities alive, the way a server calls it: every request yields to the event loop
+before the next one counts. ``limits.aio``'s own ``MemoryStorage`` starts a task per
+increment that walks every key; airlock's ``memory://`` storage
+(``airlock.throttle.memory``) sweeps expired keys at most every few seconds.
+
 Redis rows run when a Redis answers at ``AIRLOCK_BENCH_REDIS_URL`` (default
 ``AIRLOCK_TEST_REDIS_URL``, else ``redis://127.0.0.1:6379/15``); keys get a unique
 prefix and are deleted afterwards. slowapi rows run when slowapi is installed
@@ -25,6 +31,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from limits.aio.storage import MemoryStorage as LimitsMemoryStorage
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -33,6 +40,7 @@ from starlette.routing import Route
 
 from airlock import AirlockMiddleware, Policy
 from airlock.throttle import ConcurrencyLimit, LimitStorage, RateLimit, TokenBudget
+from airlock.throttle.memory import MemoryStorage
 
 LIMIT = "1000000/minute"
 BUDGET = "1000000000/minute"
@@ -172,6 +180,40 @@ async def _batch(app: Any, count: int) -> float:
     return (time.perf_counter() - started) / count * 1e6
 
 
+async def _incr_cost(storage: Any, keys: int, ops: int) -> float:
+    """µs per ``incr`` with ``keys`` live counters, yielding to the loop between requests."""
+    for index in range(keys):
+        await storage.incr(f"bench/{index}", 60)
+    await asyncio.sleep(0.01)  # let a pending sweep finish before timing
+    started = time.perf_counter()
+    for index in range(ops):
+        await storage.incr(f"bench/{index % keys}", 60)
+        await asyncio.sleep(0)  # the request's I/O: other tasks run here
+    return (time.perf_counter() - started) / ops * 1e6
+
+
+def storage_rows(*, quick: bool) -> list[dict[str, Any]]:
+    """limits' MemoryStorage next to airlock's memory:// storage, with many identities."""
+    ops = 200 if quick else 2000
+    rounds = 3 if quick else 5
+    rows = []
+    for keys in (100, 10_000):
+        samples: dict[str, list[float]] = {"limits.aio MemoryStorage": [], "airlock memory:// storage": []}
+        for _ in range(rounds):
+            samples["limits.aio MemoryStorage"].append(
+                asyncio.run(_incr_cost(LimitsMemoryStorage(), keys, ops))
+            )
+            samples["airlock memory:// storage"].append(asyncio.run(_incr_cost(MemoryStorage(), keys, ops)))
+        for name, values in samples.items():
+            rows.append(
+                {
+                    "name": f"storage incr, {keys} live keys: {name}",
+                    "us_per_op": round(statistics.median(values), 1),
+                }
+            )
+    return rows
+
+
 def run(*, quick: bool = False) -> dict[str, Any]:
     redis_url = _redis_url()
     prefix = f"bench{uuid.uuid4().hex[:10]}"
@@ -209,6 +251,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         if slowapi_memory is not None:
             row["x_slowapi_memory"] = round(micros / slowapi_memory, 2)
         rows.append(row)
+    rows.extend(storage_rows(quick=quick))
     notes.insert(
         0,
         f"limit {LIMIT} (every request admitted), one client address; in-process ASGI calls, median of "
@@ -220,6 +263,10 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     )
     if redis_url is not None:
         notes.append("Redis on loopback: its rows are dominated by round trips (see the readme's counts).")
+    notes.append(
+        "storage incr rows: one increment per request with the loop yielding in between (as under a "
+        "server), including that yield; limits' MemoryStorage sweeps every key on every increment."
+    )
     return {"title": "Throttling cost per admitted request", "rows": rows, "notes": notes}
 
 

@@ -65,7 +65,9 @@ class BodyFilter(Protocol):
     def flush(self) -> bytes: ...
 
 
-Finalizer = Callable[["Context"], Awaitable[None]]
+# A finalizer may do its work right away (return None) or return an awaitable; only
+# awaitables need the shielded scope that keeps a cancelled request's cleanup running.
+Finalizer = Callable[["Context"], "Awaitable[None] | None"]
 
 
 class Context:
@@ -157,7 +159,11 @@ class Context:
         self.response_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
 
     def defer(self, finalizer: Finalizer) -> None:
-        """Run ``finalizer`` once the response is over (or abandoned), before the audit event."""
+        """Run ``finalizer(ctx)`` once the response is over (or abandoned), before the audit event.
+
+        It may be a plain function or return an awaitable (an ``async def``); awaitables run
+        shielded from cancellation, so a cancelled request still releases what it holds.
+        """
         self.finalizers.append(finalizer)
 
     def report_usage(

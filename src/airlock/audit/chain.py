@@ -107,6 +107,12 @@ class ChainState:
     def discard(self) -> None:
         self.pending = None
 
+    def rewind(self, seq: int, prev: str | None) -> None:
+        """Go back to an earlier point (lines sealed after it were not written)."""
+        self.seq = seq
+        self.prev = prev
+        self.pending = None
+
     @property
     def head(self) -> dict[str, Any]:
         """Where the chain stands: an anchor to keep elsewhere to detect a truncated tail."""

@@ -60,33 +60,53 @@ class _Budget:
 
 
 def _member(value: Any, depth: int, budget: _Budget) -> Any:
-    if budget.left <= 0:
-        return _DROP
+    """One value at ``depth`` (it costs one node of ``budget``), or ``_DROP``."""
     budget.left -= 1
     kind = type(value)
-    if kind in _CONTAINERS:
+    if kind is dict or kind is list or kind is tuple:
         return _DROP if depth >= MAX_DEPTH else _container(value, kind, depth, budget)
     return _scalar(value, kind)
 
 
 def _container(value: Any, kind: type, depth: int, budget: _Budget) -> Any:
+    # The common scalars are handled inline: this runs for every value of every event.
+    child = depth + 1
     if kind is dict:
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if len(out) >= MAX_ITEMS:
+            if len(out) >= MAX_ITEMS or budget.left <= 0:
                 break
-            if type(key) is str:
-                cleaned = _member(item, depth + 1, budget)
+            if type(key) is not str:
+                continue
+            if len(key) > MAX_KEY_CHARS:
+                key = key[:MAX_KEY_CHARS]
+            item_kind = type(item)
+            if item_kind is str:
+                budget.left -= 1
+                out[key] = item if len(item) <= MAX_STRING_CHARS else item[:MAX_STRING_CHARS]
+            elif item_kind is int or item_kind is bool or item is None:
+                budget.left -= 1
+                out[key] = item
+            else:
+                cleaned = _member(item, child, budget)
                 if cleaned is not _DROP:
-                    out[key[:MAX_KEY_CHARS]] = cleaned
+                    out[key] = cleaned
         return out
     items: list[Any] = []
     for item in value:
-        if len(items) >= MAX_ITEMS:
+        if len(items) >= MAX_ITEMS or budget.left <= 0:
             break
-        cleaned = _member(item, depth + 1, budget)
-        if cleaned is not _DROP:
-            items.append(cleaned)
+        item_kind = type(item)
+        if item_kind is str:
+            budget.left -= 1
+            items.append(item if len(item) <= MAX_STRING_CHARS else item[:MAX_STRING_CHARS])
+        elif item_kind is int or item_kind is bool or item is None:
+            budget.left -= 1
+            items.append(item)
+        else:
+            cleaned = _member(item, child, budget)
+            if cleaned is not _DROP:
+                items.append(cleaned)
     return items
 
 

@@ -28,7 +28,7 @@ from airlock.audit.chain import LineHasher
 from airlock.audit.event import build_event, event_level, minimal_event
 from airlock.audit.hashing import CHAIN_KEY_ENV, ClientPolicy, KeyedHasher, load_key
 from airlock.audit.sink import Sink, StandardStream, file_handler
-from airlock.audit.writer import STOP, FlushMarker, Writer
+from airlock.audit.writer import STOP, EventRecords, FlushMarker, Writer
 from airlock.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -124,13 +124,15 @@ class AuditLog:
         fallback_handler = (
             logging.StreamHandler(fallback) if fallback is not None else StandardStream("stderr")
         )
-        self.sink = Sink(handler, hasher=hasher, rename_fields=renames, owned=owned)
+        # Handlers airlock made are written to in batches; a given handler gets handle() per event.
+        self.sink = Sink(handler, hasher=hasher, rename_fields=renames, owned=owned, batched=owned)
         self.fallback = Sink(
             fallback_handler,
             hasher=hasher,
             rename_fields=renames,
             static_fields={"fallback": True},
             owned=fallback is None,
+            batched=True,
         )
         self.shutdown_timeout = float(shutdown_timeout)
         self.recorded = 0
@@ -139,6 +141,7 @@ class AuditLog:
         self.lost = 0
         self._failing = False
         self._lock = threading.Lock()
+        self._records = EventRecords()
         self._writer: Writer | None = None
         self._last_thread: threading.Thread | None = None
         self._atexit_registered = False
@@ -271,30 +274,30 @@ class AuditLog:
 
     # -- writer thread ---------------------------------------------------------------------
 
-    def write_event(self, level: int, event: dict[str, Any]) -> None:
-        created = event.pop("ts", None)
-        record = logging.LogRecord("airlock.audit", level, __file__, 0, event, None, None)
-        if isinstance(created, float):
-            record.created = created
-        error = self.sink.write(record)
-        if error is None:
-            self.written += 1
-            if self._failing:
-                self._failing = False
-                logger.warning("airlock audit: the %s sink works again", self.sink.name)
-            return
-        self.sink_failures += 1
-        if not self._failing:
-            self._failing = True
-            logger.error(
-                "airlock audit: the %s sink failed (%s); events go to the fallback until it recovers",
-                self.sink.name,
-                type(error).__name__,
-            )
-        if self.fallback.write(record) is not None:
-            self.lost += 1
+    def write_events(self, items: list[tuple[int, dict[str, Any]]]) -> None:
+        records = [self._records.make(level, event) for level, event in items]
+        failed: list[logging.LogRecord] = []
+        for record, error in zip(records, self.sink.write_many(records), strict=True):
+            if error is None:
+                self.written += 1
+                if self._failing:
+                    self._failing = False
+                    logger.warning("airlock audit: the %s sink works again", self.sink.name)
+                continue
+            self.sink_failures += 1
+            if not self._failing:
+                self._failing = True
+                logger.error(
+                    "airlock audit: the %s sink failed (%s); events go to the fallback until it recovers",
+                    self.sink.name,
+                    type(error).__name__,
+                )
+            failed.append(record)
+        if failed:
+            self.lost += sum(error is not None for error in self.fallback.write_many(failed))
 
     def open_sinks(self) -> None:
+        self._records = EventRecords()  # made on the writer thread: its name and id go in the records
         for sink in (self.sink, self.fallback):
             try:
                 sink.open()

@@ -8,6 +8,11 @@ catch ``OSError`` in ``emit`` and call ``handleError``): airlock replaces the
 handler's ``handleError`` with its own, so a failed write is never counted as
 written and never advances the chain.
 
+A handler airlock made (standard output, ``stream=``, ``path=``, the fallback)
+gets a batch of lines in a few writes (:mod:`airlock.audit.handlers`); the sink
+knows which of them were written, so the chain and the fallback stay exact. A
+handler given by the user gets ``handle(record)`` per event.
+
 Everything here runs on the writer thread, never on the event loop.
 """
 
@@ -16,16 +21,17 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import logging.handlers
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, Literal, TextIO
+from typing import Any
 
+from pythonjsonlogger.core import merge_record_extra
 from pythonjsonlogger.json import JsonFormatter
 
 from airlock.audit.chain import ChainState, LineHasher, last_line, link_to
+from airlock.audit.handlers import StandardStream, file_handler, write_lines
 
 __all__ = ["AuditFormatter", "Sink", "StandardStream", "file_handler"]
 
@@ -37,7 +43,11 @@ def _unserializable(value: Any) -> None:
 
 
 # One encoder for every line: python-json-logger would build a new one per call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=_unserializable)
+# No circular-reference bookkeeping: every container of an event is a fresh copy (bounded()),
+# so an event is a tree.
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=True, default=_unserializable, check_circular=False
+)
 
 
 def _compact_dumps(obj: Any, **kwargs: Any) -> str:
@@ -89,16 +99,31 @@ class AuditFormatter(JsonFormatter):
             json_serializer=_compact_dumps,
         )
         self.chain = chain
+        self._head = tuple(self._get_rename(name) for name in ("timestamp", "level", "message"))
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> None:
-        log_data[self._get_rename("timestamp")] = rfc3339(record.created)
-        log_data[self._get_rename("level")] = record.levelname
-        # python-json-logger fills "message" from record.message (its default format is %(message)s).
+        # python-json-logger's add_fields for this formatter's configuration (format
+        # "%(message)s", no defaults, no timestamp option), without its per-member renaming
+        # calls and its scan of the record when nothing needs either: the same members,
+        # in the same order.
+        timestamp, level, message = self._head
+        log_data[timestamp] = rfc3339(record.created)
+        log_data[level] = record.levelname
         record.message = summary(message_dict)
-        log_data[self._get_rename("message")] = record.message
-        super().add_fields(log_data, record, message_dict)
+        log_data[message] = record.message
+        rename = self.rename_fields
+        if rename:
+            for fields in (self.static_fields, message_dict):
+                for key, value in fields.items():
+                    log_data[rename.get(key, key)] = value
+        else:
+            log_data.update(self.static_fields)
+            log_data.update(message_dict)
+        if not self._skip_fields.issuperset(record.__dict__):
+            # Attributes a logging filter put on the record: python-json-logger logs them too.
+            merge_record_extra(record, log_data, reserved=self._skip_fields, rename_fields=rename)
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
         if self.chain is not None:
@@ -110,46 +135,6 @@ class AuditFormatter(JsonFormatter):
         if self.chain is not None:
             line = self.chain.seal(line)
         return line
-
-
-class StandardStream(logging.Handler):
-    """``sys.stdout`` or ``sys.stderr`` as they are at write time (test runners and servers swap them).
-
-    One ``write`` per line, then a flush: on a pipe, lines under ``PIPE_BUF``
-    from several processes do not interleave.
-    """
-
-    def __init__(self, which: Literal["stdout", "stderr"]) -> None:
-        super().__init__()
-        self.which = which
-
-    def __repr__(self) -> str:
-        return f"<StandardStream {self.which}>"
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            stream: TextIO = getattr(sys, self.which)
-            stream.write(self.format(record) + "\n")
-            stream.flush()
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
-
-    def flush(self) -> None:
-        stream = getattr(sys, self.which, None)
-        if stream is not None:
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
-
-
-def file_handler(path: str, *, max_bytes: int, backup_count: int) -> logging.FileHandler:
-    """A file, appended to; size-rotated when ``max_bytes`` > 0. Opened on first write, off the loop."""
-    if max_bytes > 0:
-        return logging.handlers.RotatingFileHandler(
-            path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8", delay=True
-        )
-    return logging.FileHandler(path, mode="a", encoding="utf-8", delay=True)
 
 
 def _end_partial_line(path: str) -> bytes | None:
@@ -172,13 +157,17 @@ class Sink:
         rename_fields: Mapping[str, str] | None = None,
         static_fields: Mapping[str, Any] | None = None,
         owned: bool,
+        batched: bool = False,
     ) -> None:
         self.handler = handler
+        # A handler airlock made (see airlock.audit.handlers): written to in batches.
+        self.batched = batched
         self.chain = ChainState(hasher) if hasher is not None else None
         self.formatter = AuditFormatter(self.chain, rename_fields=rename_fields, static_fields=static_fields)
         self.owned = owned
         self.fresh = True
         self._repair = False
+        self._cut_short = False
         path = getattr(handler, "baseFilename", None)
         self._path: str | None = path if isinstance(path, str) else None
         self._error: BaseException | None = None
@@ -246,6 +235,60 @@ class Sink:
                 self.handler.close()
             self._repair = True
         return error
+
+    def write_many(self, records: Sequence[logging.LogRecord]) -> list[BaseException | None]:
+        """Write ``records`` in order; for each, the error if it was not written (as :meth:`write`)."""
+        handler = self.handler
+        if not self.batched or handler.filters:
+            return [self.write(record) for record in records]
+        errors: list[BaseException | None] = [None] * len(records)
+        # Below the handler's level: not written and not a failure, as Handler.handle decides.
+        todo = [i for i, record in enumerate(records) if record.levelno >= handler.level]
+        if self._repair and self._path is not None:
+            try:
+                _end_partial_line(self._path)
+            except OSError as exc:
+                for i in todo:
+                    errors[i] = exc  # do not write onto a half-written line
+                return errors
+            self._repair = False
+        chain = self.chain
+        start = (chain.seq, chain.prev) if chain is not None else (0, None)
+        lines: list[str] = []
+        sent: list[int] = []
+        hashes: list[str | None] = []
+        for i in todo:
+            try:
+                lines.append(handler.format(records[i]))
+            except Exception as exc:  # a bug costs this event its line, not the batch
+                if chain is not None:
+                    chain.discard()
+                errors[i] = exc
+                continue
+            sent.append(i)
+            if chain is not None:
+                chain.commit()  # the next line links to this one; undone below if it is not written
+                hashes.append(chain.prev)
+        with handler.lock or contextlib.nullcontext():
+            written, error, exact = write_lines(handler, lines, lead="\n" if self._cut_short else "")
+        if error is None:
+            self._cut_short = False
+            return errors
+        for i in sent[written:]:
+            errors[i] = error
+        if chain is not None:
+            if exact:
+                chain.rewind(start[0] + written, hashes[written - 1] if written else start[1])
+            else:
+                chain.restart()  # a reader may have part of the failed write: start over, cleanly
+        if not exact:
+            self._cut_short = True  # end a line the failed write may have cut, before the next one
+        if isinstance(handler, logging.FileHandler):
+            # As in write(): drop what is buffered, end a partial line before the next write.
+            with contextlib.suppress(Exception):
+                handler.close()
+            self._repair = True
+        return errors
 
     def flush(self) -> None:
         try:

@@ -58,13 +58,24 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airlock.errors import BudgetExhausted, ConfigurationError, StorageUnavailable
 from airlock.throttle.alerts import Alerts
 from airlock.throttle.headers import retry_after, set_legacy_fields
-from airlock.throttle.ledger import Reservation, Slot, give_back, reserve, take_more
+from airlock.throttle.ledger import (
+    Reservation,
+    Slot,
+    all_of,
+    give_back,
+    give_back_local,
+    reserve,
+    reserve_local,
+    take_more,
+    take_more_local,
+)
 from airlock.throttle.spec import (
     LimitsArg,
     LimitSet,
@@ -77,11 +88,14 @@ from airlock.throttle.spec import (
 from airlock.throttle.storage import LimitStorage, StorageFailure, as_storage
 
 if TYPE_CHECKING:
-    from airlock.context import Context
+    from airlock.context import Context, Finalizer
 
 __all__ = ["FALLBACK_BYTES_PER_TOKEN", "TokenBudget"]
 
 FALLBACK_BYTES_PER_TOKEN = 3
+# Failed settlements kept for a retry, and how many one retry applies (within one deadline).
+_MAX_UNSETTLED = 10_000
+_SETTLE_BATCH = 32
 _MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
@@ -138,6 +152,12 @@ class TokenBudget:
         self.alerts = alerts
         self.storage = as_storage(storage)
         self.source = LimitSource(limits, self.name)
+        self._key_base = f"{self.storage.key_prefix}/budget/{self.group}/"
+        # Settlements that never reached the storage (its breaker was open after a blip):
+        # (refund?, slots, tokens), applied as soon as it answers again, so a blip does not keep
+        # unused reservations charged until their windows end. Bounded: past it the oldest are
+        # left to the windows.
+        self._unsettled: deque[tuple[bool, Sequence[Slot], int]] = deque(maxlen=_MAX_UNSETTLED)
 
     def __repr__(self) -> str:
         return f"<TokenBudget {self.source.describe()!r} storage={self.storage!r}>"
@@ -152,18 +172,22 @@ class TokenBudget:
         document = ctx.json
         if not isinstance(document, dict):
             return self.default_max_tokens, "default"
-        named = [_positive_int(document.get(f)) for f in _MAX_TOKEN_FIELDS]
-        found = [n for n in named if n is not None]
+        found = 0
+        present = False
+        for field in _MAX_TOKEN_FIELDS:
+            if field in document:
+                present = True
+                found = max(found, _positive_int(document[field]) or 0)
         if found:
-            return max(found), "request"
-        if self.set_max_tokens is not None and not any(f in document for f in _MAX_TOKEN_FIELDS):
+            return found, "request"
+        if self.set_max_tokens is not None and not present:
             document[self.set_max_tokens] = self.default_max_tokens
             ctx.mark_modified()
             return self.default_max_tokens, "default_set"
         return self.default_max_tokens, "default"
 
     def _slots(self, ctx: Context, limit_set: LimitSet, now: float) -> list[Slot]:
-        base = f"{self.storage.key_prefix}/budget/{self.group}/{identity_key(ctx)}"
+        base = self._key_base + identity_key(ctx)
         slots = []
         for window in limit_set.windows:
             index = int(now // window.seconds)
@@ -174,7 +198,7 @@ class TokenBudget:
     async def __call__(self, ctx: Context) -> None:
         if not ctx.body and ctx.json is None:
             return  # no prompt, nothing to reserve (GET /v1/models and the like)
-        limit_set = await self.source.resolve(ctx.identity)
+        limit_set = self.source.fixed or await self.source.resolve(ctx.identity)
         if limit_set is None:
             return
         estimate, estimate_source = self._estimate(ctx)
@@ -201,39 +225,44 @@ class TokenBudget:
         now = time.time()
         slots = self._slots(ctx, limit_set, now)
         storage = self.storage
-        try:
-            result = await storage.run(
-                lambda: reserve(storage.storage, slots, amount, concurrent=storage.guarded)
-            )
-        except StorageFailure:
-            record["storage_error"] = True
-            if self.on_storage_error == "open":
-                ctx.failed_open.append(f"budget:{self.name}")
-                record["failed_open"] = True
-                record["outcome"] = "failed_open"
-                ctx.defer(self._settler(limit_set, [], 0, record))
-                return
-            raise StorageUnavailable(headers={"Retry-After": "1"}) from None
+        local = storage.local
+        if local is not None:
+            result = reserve_local(local, slots, amount)
+        else:
+            try:
+                result = await storage.run(
+                    lambda: reserve(storage.storage, slots, amount, concurrent=storage.guarded)
+                )
+            except StorageFailure:
+                record["storage_error"] = True
+                if self.on_storage_error == "open":
+                    ctx.failed_open.append(f"budget:{self.name}")
+                    record["failed_open"] = True
+                    record["outcome"] = "failed_open"
+                    ctx.defer(self._settler(limit_set, [], 0, record))
+                    return
+                raise StorageUnavailable(headers={"Retry-After": "1"}) from None
 
-        remaining = [w.amount - level for w, level in zip(windows, result.levels, strict=True)]
-        if not result.admitted:
-            # What was left before this reservation, which did not fit.
-            remaining = [r + amount for r in remaining]
-        tightest = min(range(len(windows)), key=lambda i: remaining[i])
-        resets = [(int(now // w.seconds) + 1) * w.seconds for w in windows]
+        if self._unsettled and local is None:
+            await self._settle_pending()  # the storage has just answered
+        # What is left after this reservation or, refused, what was left before it.
+        left = 0 if result.admitted else amount
+        remaining = [w.amount - level + left for w, level in zip(windows, result.levels, strict=True)]
+        tightest = 0 if len(windows) == 1 else min(range(len(windows)), key=remaining.__getitem__)
         record["remaining"] = max(0, remaining[tightest])
         if self.headers:
-            set_legacy_fields(
-                ctx, windows[tightest].amount, remaining[tightest], resets[tightest], suffix="-tokens"
-            )
+            window = windows[tightest]
+            reset = (int(now // window.seconds) + 1) * window.seconds
+            set_legacy_fields(ctx, window.amount, remaining[tightest], reset, suffix="-tokens")
         if not result.admitted:
             record["outcome"] = "exhausted"
-            violated = [i for i, level in enumerate(result.levels) if level > windows[i].amount]
+            violated = [w for w, level in zip(windows, result.levels, strict=True) if level > w.amount]
             if self.alerts is not None:
                 await self.alerts.refused(ctx, storage, self.name, record)
+            reset_at = max((int(now // w.seconds) + 1) * w.seconds for w in violated)
             raise BudgetExhausted(
-                headers={"Retry-After": retry_after(max(resets[i] for i in violated), now)},
-                extensions={"violated-policies": [windows[i].name for i in violated]},
+                headers={"Retry-After": retry_after(reset_at, now)},
+                extensions={"violated-policies": [w.name for w in violated]},
             )
         record["reserved"] = amount
         record["outcome"] = "reserved"
@@ -254,10 +283,10 @@ class TokenBudget:
 
     def _settler(
         self, limit_set: LimitSet, slots: Sequence[Slot], amount: int, record: dict[str, Any]
-    ) -> Any:
-        storage = self.storage
+    ) -> Finalizer:
+        local = self.storage.local
 
-        async def settle(ctx: Context) -> None:
+        def settle(ctx: Context) -> Awaitable[None] | None:
             usage = ctx.usage
             if usage is not None:
                 used = usage.total_tokens
@@ -269,29 +298,87 @@ class TokenBudget:
                 record["settled"] = None
                 if amount:
                     record["outcome"] = "unreported"
-                return
+                return None
             difference = used - amount
-            try:
-                if difference < 0:
-                    await storage.run(
-                        lambda: give_back(storage.storage, slots, -difference, concurrent=storage.guarded)
-                    )
-                    record["refunded"] = -difference
+            refund = difference < 0
+            targets = slots if refund else self._slots(ctx, limit_set, time.time())
+            if local is not None:
+                # In-process storage: settled at once, so the engine needs no shielded scope.
+                if refund:
+                    give_back_local(local, targets, -difference)
                 elif difference > 0:
-                    current = self._slots(ctx, limit_set, time.time())
-                    await storage.run(
-                        lambda: take_more(storage.storage, current, difference, concurrent=storage.guarded)
-                    )
-                    record["charged_extra"] = difference
-            except StorageFailure:
-                record["settle_error"] = True
-                return
-            if amount:
-                record["outcome"] = "settled"
+                    take_more_local(local, targets, difference)
+                _settled(record, refund, difference, amount)
+                return None
+            return self._settle_remote(refund, targets, difference, amount, record)
 
         return settle
+
+    async def _settle_remote(
+        self, refund: bool, targets: Sequence[Slot], difference: int, amount: int, record: dict[str, Any]
+    ) -> None:
+        try:
+            if refund:
+                await self._give_back(targets, -difference)
+            elif difference > 0:
+                await self._take_more(targets, difference)
+        except StorageFailure as failure:
+            record["settle_error"] = True
+            if not failure.attempted:
+                # Never sent (the breaker was open): applied once the storage answers. One
+                # that was sent may have been applied; it is not repeated.
+                self._unsettled.append((refund, targets, abs(difference)))
+            return
+        _settled(record, refund, difference, amount)
+        if self._unsettled:
+            await self._settle_pending()
+
+    async def _settle_pending(self) -> None:
+        """Apply a batch of the settlements that failed earlier (one storage round trip)."""
+        batch = [self._unsettled.popleft() for _ in range(min(len(self._unsettled), _SETTLE_BATCH))]
+        storage = self.storage
+
+        def calls() -> Awaitable[list[None]]:
+            return all_of(
+                [
+                    (give_back if refund else take_more)(
+                        storage.storage, slots, amount, concurrent=storage.guarded
+                    )
+                    for refund, slots, amount in batch
+                ],
+                storage.guarded,
+            )
+
+        try:
+            await storage.run(calls)
+        except StorageFailure as failure:
+            if not failure.attempted:
+                self._unsettled.extendleft(reversed(batch))
+
+    async def _give_back(self, slots: Sequence[Slot], amount: int) -> None:
+        storage = self.storage
+        if storage.local is not None:
+            give_back_local(storage.local, slots, amount)
+        else:
+            await storage.run(lambda: give_back(storage.storage, slots, amount, concurrent=storage.guarded))
+
+    async def _take_more(self, slots: Sequence[Slot], amount: int) -> None:
+        storage = self.storage
+        if storage.local is not None:
+            take_more_local(storage.local, slots, amount)
+        else:
+            await storage.run(lambda: take_more(storage.storage, slots, amount, concurrent=storage.guarded))
 
     async def shutdown(self) -> None:
         await self.storage.shutdown()
         if self.alerts is not None:
             await self.alerts.shutdown()
+
+
+def _settled(record: dict[str, Any], refund: bool, difference: int, amount: int) -> None:
+    if refund:
+        record["refunded"] = -difference
+    elif difference > 0:
+        record["charged_extra"] = difference
+    if amount:
+        record["outcome"] = "settled"

@@ -18,23 +18,27 @@ from __future__ import annotations
 import inspect
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from airlock.errors import ConcurrencyLimited, ConfigurationError, StorageUnavailable
 from airlock.throttle.alerts import Alerts
 from airlock.throttle.headers import add_ietf_fields, limit_item
-from airlock.throttle.ledger import Slot, give_back, reserve
+from airlock.throttle.ledger import Slot, give_back, give_back_local, reserve, reserve_local
 from airlock.throttle.spec import check_name, check_on_error, identity_key, namespace_key
 from airlock.throttle.storage import LimitStorage, StorageFailure, as_storage
 
 if TYPE_CHECKING:
-    from airlock.context import Context, Identity
+    from airlock.context import Context, Finalizer, Identity
 
 __all__ = ["ConcurrencyLimit"]
 
 LimitResult = int | None
 ConcurrencyArg = int | Callable[["Identity | None"], LimitResult | Awaitable[LimitResult]]
+# Failed releases kept for a retry, and how many one retry gives back (within one deadline).
+_MAX_UNRELEASED = 10_000
+_RELEASE_BATCH = 32
 
 
 def _check_limit(value: object) -> int:
@@ -91,6 +95,12 @@ class ConcurrencyLimit:
         self.alerts = alerts
         self.storage = as_storage(storage)
         self._expiry = math.ceil(2 * self.lease) + 1
+        self._key_base = f"{self.storage.key_prefix}/conc/{self.group}/"
+        self._policy_fields: dict[int, bytes] = {}
+        # Slots whose release never reached the storage (its breaker was open after a blip):
+        # given back as soon as it answers again, so a blip does not lock callers out for a
+        # whole lease. Bounded: past it the oldest are left to the lease.
+        self._unreleased: deque[Slot] = deque(maxlen=_MAX_UNRELEASED)
 
     def __repr__(self) -> str:
         limit = self._fixed if self._fixed is not None else "dynamic"
@@ -106,7 +116,7 @@ class ConcurrencyLimit:
         return None if result is None else _check_limit(result)
 
     def _slot(self, ctx: Context, limit: int, epoch: int) -> Slot:
-        base = f"{self.storage.key_prefix}/conc/{self.group}/{identity_key(ctx)}"
+        base = self._key_base + identity_key(ctx)
         return Slot(
             used=f"{base}/{epoch}/u",
             freed=f"{base}/{epoch}/f",
@@ -115,33 +125,47 @@ class ConcurrencyLimit:
             carried=((f"{base}/{epoch - 1}/u", f"{base}/{epoch - 1}/f"),),
         )
 
+    def _policy_field(self, limit: int) -> bytes:
+        field = self._policy_fields.get(limit)
+        if field is None:
+            field = f'"{self.name}";q={limit};qu="concurrent-requests"'.encode("latin-1")
+            if len(self._policy_fields) < 256:  # dynamic limits: a few plans, not one per user
+                self._policy_fields[limit] = field
+        return field
+
     async def __call__(self, ctx: Context) -> None:
-        limit = await self._limit_for(ctx.identity)
+        limit = self._fixed if self._fixed is not None else await self._limit_for(ctx.identity)
         if limit is None:
             return
         record: dict[str, Any] = {"limit": limit}
         ctx.audit.setdefault("throttle", {})[self.name] = record
         slot = self._slot(ctx, limit, int(time.time() // self.lease))
         storage = self.storage
-        try:
-            result = await storage.run(
-                lambda: reserve(storage.storage, (slot,), 1, concurrent=storage.guarded)
-            )
-        except StorageFailure:
-            record["storage_error"] = True
-            if self.on_storage_error == "open":
-                ctx.failed_open.append(f"throttle:{self.name}")
-                record["failed_open"] = True
-                return
-            raise StorageUnavailable(headers={"Retry-After": "1"}) from None
+        local = storage.local
+        if local is not None:
+            result = reserve_local(local, (slot,), 1)
+        else:
+            try:
+                result = await storage.run(
+                    lambda: reserve(storage.storage, (slot,), 1, concurrent=storage.guarded)
+                )
+            except StorageFailure:
+                record["storage_error"] = True
+                if self.on_storage_error == "open":
+                    ctx.failed_open.append(f"throttle:{self.name}")
+                    record["failed_open"] = True
+                    return
+                raise StorageUnavailable(headers={"Retry-After": "1"}) from None
 
+        if self._unreleased and local is None:
+            await self._release_pending()  # the storage has just answered
         in_flight = result.levels[0]
         record["admitted"] = result.admitted
         record["in_flight"] = min(in_flight, limit) if result.admitted else limit
         if self.headers:
             add_ietf_fields(
                 ctx,
-                f'"{self.name}";q={limit};qu="concurrent-requests"',
+                self._policy_field(limit),
                 [limit_item(self.name, limit - in_flight if result.admitted else 0)],
             )
         if not result.admitted:
@@ -151,16 +175,45 @@ class ConcurrencyLimit:
                 headers={"Retry-After": self.retry_after},
                 extensions={"violated-policies": [self.name]},
             )
+        ctx.defer(self._releaser(slot, record))
+
+    def _releaser(self, slot: Slot, record: dict[str, Any]) -> Finalizer:
+        storage = self.storage
+        local = storage.local
+        if local is not None:
+            # In-process storage: done at once, no await, so the engine needs no shielded scope.
+            def release_local(_: Context) -> None:
+                give_back_local(local, (slot,), 1)
+                record["released"] = True
+
+            return release_local
 
         async def release(_: Context) -> None:
             try:
                 await storage.run(lambda: give_back(storage.storage, (slot,), 1, concurrent=storage.guarded))
-            except StorageFailure:
+            except StorageFailure as failure:
                 record["released"] = False  # the lease frees it at the latest
+                if not failure.attempted:
+                    # Never sent (the breaker was open): give it back once the storage answers.
+                    # One that was sent may have been applied; giving it back twice would
+                    # let the caller exceed the cap, so that one is left to the lease.
+                    self._unreleased.append(slot)
                 return
             record["released"] = True
+            if self._unreleased:
+                await self._release_pending()
 
-        ctx.defer(release)
+        return release
+
+    async def _release_pending(self) -> None:
+        """Give back a batch of the slots whose release failed earlier (one storage round trip)."""
+        batch = [self._unreleased.popleft() for _ in range(min(len(self._unreleased), _RELEASE_BATCH))]
+        storage = self.storage
+        try:
+            await storage.run(lambda: give_back(storage.storage, batch, 1, concurrent=storage.guarded))
+        except StorageFailure as failure:
+            if not failure.attempted:
+                self._unreleased.extendleft(reversed(batch))
 
     async def shutdown(self) -> None:
         await self.storage.shutdown()

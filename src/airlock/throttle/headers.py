@@ -39,9 +39,11 @@ def limit_item(name: str, remaining: int, reset: int | None = None) -> str:
     return item if reset is None else f"{item};t={reset}"
 
 
-def add_ietf_fields(ctx: Context, policy: str, limits: list[str]) -> None:
-    ctx.add_response_header("RateLimit-Policy", policy)
-    ctx.add_response_header("RateLimit", ", ".join(limits))
+def add_ietf_fields(ctx: Context, policy: str | bytes, limits: list[str]) -> None:
+    """``RateLimit-Policy`` (pass it pre-encoded when it is fixed) and ``RateLimit``."""
+    headers = ctx.response_headers
+    headers.append((b"ratelimit-policy", policy if isinstance(policy, bytes) else policy.encode("latin-1")))
+    headers.append((b"ratelimit", ", ".join(limits).encode("latin-1")))
 
 
 def _trio(suffix: str) -> tuple[bytes, bytes, bytes]:
@@ -66,6 +68,6 @@ def set_legacy_fields(ctx: Context, limit: int, remaining: int, reset_at: float,
                 return
             headers[:] = [(k, v) for k, v in headers if k not in names]
             break
-    headers.append((names[0], str(limit).encode("latin-1")))
-    headers.append((names[1], str(remaining).encode("latin-1")))
-    headers.append((names[2], str(math.ceil(reset_at)).encode("latin-1")))
+    headers.append((names[0], b"%d" % limit))
+    headers.append((names[1], b"%d" % remaining))
+    headers.append((names[2], b"%d" % math.ceil(reset_at)))

@@ -41,18 +41,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from limits.aio.storage import Storage
 
-__all__ = ["Reservation", "Slot", "all_of", "give_back", "reserve", "take_more"]
+from airlock.throttle.memory import MemoryStorage
+
+__all__ = [
+    "Reservation",
+    "Slot",
+    "all_of",
+    "give_back",
+    "give_back_local",
+    "reserve",
+    "reserve_local",
+    "take_more",
+    "take_more_local",
+]
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
+class Slot(NamedTuple):
     """One limit's two counters; ``carried`` pairs (used, freed) add a read-only earlier level."""
 
     used: str
@@ -62,8 +72,7 @@ class Slot:
     carried: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Reservation:
+class Reservation(NamedTuple):
     admitted: bool
     levels: tuple[int, ...]  # level of each slot right after this reservation
 
@@ -116,3 +125,35 @@ async def take_more(storage: Storage, slots: Sequence[Slot], amount: int, *, con
     """Charge ``amount`` unconditionally (usage beyond the reservation)."""
     if amount > 0:
         await all_of([storage.incr(s.used, s.expiry, amount) for s in slots], concurrent)
+
+
+# The in-process storage (memory://): the same steps, called synchronously. Nothing is
+# awaited between the reads and the increments, so no other request can run in between
+# and each function is one atomic step on the event loop.
+
+
+def reserve_local(storage: MemoryStorage, slots: Sequence[Slot], amount: int) -> Reservation:
+    """:func:`reserve` on the in-process storage."""
+    count, add = storage.count, storage.add
+    freed_before = [count(s.freed) for s in slots]
+    carried_levels = [sum(max(0, count(used) - count(freed)) for used, freed in s.carried) for s in slots]
+    used_after = [add(s.used, s.expiry, amount) for s in slots]
+    levels = tuple(u - f + c for u, f, c in zip(used_after, freed_before, carried_levels, strict=True))
+    admitted = all(level <= slot.limit for level, slot in zip(levels, slots, strict=True))
+    if not admitted:
+        give_back_local(storage, slots, amount)
+    return Reservation(admitted, levels)
+
+
+def give_back_local(storage: MemoryStorage, slots: Sequence[Slot], amount: int) -> None:
+    """:func:`give_back` on the in-process storage."""
+    if amount > 0:
+        for slot in slots:
+            storage.add(slot.freed, slot.expiry, amount)
+
+
+def take_more_local(storage: MemoryStorage, slots: Sequence[Slot], amount: int) -> None:
+    """:func:`take_more` on the in-process storage."""
+    if amount > 0:
+        for slot in slots:
+            storage.add(slot.used, slot.expiry, amount)

@@ -17,9 +17,13 @@ Strategies are ``limits``' own (``limits.aio`` only):
     Two round trips.
 
 All windows of one request are sent concurrently, so round trips do not grow
-with the number of windows. A request refused by one window still counts in the
-windows that admitted it (``limits`` has no refund); that errs on the safe side
-and only affects clients that keep sending past a 429.
+with the number of windows. On ``memory://`` there are no round trips: the stage
+calls the in-process storage synchronously (:mod:`airlock.throttle.memory`), and a
+sliding-window hit returns the window it saw, so the headers need no second read.
+
+A request refused by one window still counts in the windows that admitted it
+(``limits`` has no refund); that errs on the safe side and only affects clients
+that keep sending past a 429.
 
 Counts are kept per identity and per route template by default; give several
 stages (on several routes) the same ``group`` to share one count between them.
@@ -28,8 +32,8 @@ stages (on several routes) the same ``group`` to share one count between them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from limits.aio.strategies import STRATEGIES, RateLimiter
 
@@ -43,6 +47,7 @@ from airlock.throttle.headers import (
     set_legacy_fields,
 )
 from airlock.throttle.ledger import all_of
+from airlock.throttle.memory import MemoryStorage
 from airlock.throttle.spec import (
     LimitsArg,
     LimitSet,
@@ -63,12 +68,15 @@ __all__ = ["DEFAULT_STRATEGY", "RateLimit"]
 DEFAULT_STRATEGY = "sliding-window-counter"
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
+class _Outcome(NamedTuple):
     window: Window
     admitted: bool
     remaining: int
     reset_at: float
+
+
+def _tightness(outcome: _Outcome) -> tuple[int, float]:
+    return outcome.remaining, -outcome.reset_at
 
 
 class RateLimit:
@@ -121,39 +129,51 @@ class RateLimit:
             ) from None
         self._fixed = strategy == "fixed-window"
         self._group_key = namespace_key(group) if group is not None else None
+        self._key_base = f"{self.storage.key_prefix}/rate/"
+        # memory:// answers synchronously (see airlock.throttle.memory); moving-window goes through limits.
+        self._local_hit: Callable[[MemoryStorage, Window, str], _Outcome] | None = None
+        if self.storage.local is not None:
+            if strategy == "fixed-window":
+                self._local_hit = _local_fixed
+            elif strategy == "sliding-window-counter":
+                self._local_hit = _local_sliding
 
     def __repr__(self) -> str:
         return f"<RateLimit {self.source.describe()!r} strategy={self.strategy} storage={self.storage!r}>"
 
     async def __call__(self, ctx: Context) -> None:
-        limit_set = await self.source.resolve(ctx.identity)
+        limit_set = self.source.fixed or await self.source.resolve(ctx.identity)
         if limit_set is None:
             return
         record: dict[str, Any] = {"limits": limit_set.text, "strategy": self.strategy}
         ctx.audit.setdefault("throttle", {})[self.name] = record
         scope = self._group_key or ("route:" + namespace_key(ctx.route or "*"))
         # One pre-joined identifier: the same key as four, with less of limits' escaping work.
-        identifiers = (f"{self.storage.key_prefix}/rate/{scope}/{identity_key(ctx)}",)
-        try:
-            outcomes = await self.storage.run(lambda: self._hit(limit_set, identifiers))
-        except StorageFailure:
-            record["storage_error"] = True
-            if self.on_storage_error == "open":
-                ctx.failed_open.append(f"throttle:{self.name}")
-                record["failed_open"] = True
-                return
-            raise StorageUnavailable(headers={"Retry-After": "1"}) from None
+        identifier = f"{self._key_base}{scope}/{identity_key(ctx)}"
+        local, local_hit = self.storage.local, self._local_hit
+        if local is not None and local_hit is not None:
+            outcomes = [local_hit(local, window, identifier) for window in limit_set.windows]
+        else:
+            try:
+                outcomes = await self.storage.run(lambda: self._hit(limit_set, identifier))
+            except StorageFailure:
+                record["storage_error"] = True
+                if self.on_storage_error == "open":
+                    ctx.failed_open.append(f"throttle:{self.name}")
+                    record["failed_open"] = True
+                    return
+                raise StorageUnavailable(headers={"Retry-After": "1"}) from None
 
         now = time.time()
         violated = [o for o in outcomes if not o.admitted]
-        tightest = min(outcomes, key=lambda o: (o.remaining, -o.reset_at))
+        tightest = outcomes[0] if len(outcomes) == 1 else min(outcomes, key=_tightness)
         record["admitted"] = not violated
         record["remaining"] = tightest.remaining
         record["reset_after"] = delta_seconds(tightest.reset_at, now)
         if self.headers:
             add_ietf_fields(
                 ctx,
-                limit_set.policy_field,
+                limit_set.policy_bytes,
                 [limit_item(o.window.name, o.remaining, delta_seconds(o.reset_at, now)) for o in outcomes],
             )
             set_legacy_fields(ctx, tightest.window.amount, tightest.remaining, tightest.reset_at)
@@ -168,16 +188,16 @@ class RateLimit:
             extensions={"violated-policies": names},
         )
 
-    async def _hit(self, limit_set: LimitSet, identifiers: tuple[str, ...]) -> list[_Outcome]:
+    async def _hit(self, limit_set: LimitSet, identifier: str) -> list[_Outcome]:
         hit = self._hit_fixed if self._fixed else self._hit_with_stats
-        return await all_of([hit(w, identifiers) for w in limit_set.windows], self.storage.guarded)
+        return await all_of([hit(w, identifier) for w in limit_set.windows], self.storage.guarded)
 
-    async def _hit_fixed(self, window: Window, identifiers: tuple[str, ...]) -> _Outcome:
+    async def _hit_fixed(self, window: Window, identifier: str) -> _Outcome:
         # What FixedWindowRateLimiter.hit does, keeping the count it throws away: the
         # remaining count comes with the increment and the reset with the TTL read sent
         # alongside, so the headers cost no extra round trip.
         storage = self.storage.storage
-        key = window.item.key_for(*identifiers)
+        key = window.key_for(identifier)
         started = time.time()
         hit, expires_at = await all_of(
             [storage.incr(key, window.seconds, 1), storage.get_expiry(key)], self.storage.guarded
@@ -187,12 +207,27 @@ class RateLimit:
         reset_at = started + window.seconds if count == 1 else max(float(expires_at), started)
         return _Outcome(window, count <= window.amount, max(0, window.amount - count), reset_at)
 
-    async def _hit_with_stats(self, window: Window, identifiers: tuple[str, ...]) -> _Outcome:
-        admitted = await self._limiter.hit(window.item, *identifiers)
-        stats = await self._limiter.get_window_stats(window.item, *identifiers)
+    async def _hit_with_stats(self, window: Window, identifier: str) -> _Outcome:
+        admitted = await self._limiter.hit(window.item, identifier)
+        stats = await self._limiter.get_window_stats(window.item, identifier)
         return _Outcome(window, admitted, max(0, int(stats.remaining)), float(stats.reset_time))
 
     async def shutdown(self) -> None:
         await self.storage.shutdown()
         if self.alerts is not None:
             await self.alerts.shutdown()
+
+
+def _local_fixed(storage: MemoryStorage, window: Window, identifier: str) -> _Outcome:
+    """Fixed window in memory: the count comes with the increment, the reset is the counter's expiry."""
+    key = window.key_for(identifier)
+    count = storage.add(key, window.seconds, 1)
+    return _Outcome(window, count <= window.amount, max(0, window.amount - count), storage.expires_at(key))
+
+
+def _local_sliding(storage: MemoryStorage, window: Window, identifier: str) -> _Outcome:
+    """Sliding window counter in memory: the headers' stats come from the hit's own window."""
+    key = window.key_for(identifier)
+    admitted, seen, now = storage.hit_sliding_window(key, window.amount, window.seconds)
+    remaining, reset_at = seen.stats(window.amount, window.seconds, now)
+    return _Outcome(window, admitted, remaining, reset_at)

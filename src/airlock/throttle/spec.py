@@ -14,7 +14,7 @@ import hashlib
 import inspect
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
@@ -55,6 +55,18 @@ class Window:
     amount: int
     seconds: int
     name: str
+    # What limits' item.key_for(identifier) puts around the identifier, joined once here.
+    key_head: str = field(init=False, repr=False, compare=False)
+    key_tail: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        item = self.item
+        object.__setattr__(self, "key_head", f"{item.namespace}/")
+        object.__setattr__(self, "key_tail", f"/{item.amount}/{item.multiples}/{item.GRANULARITY.name}")
+
+    def key_for(self, identifier: str) -> str:
+        """The storage key of this window for ``identifier``, equal to ``item.key_for(identifier)``."""
+        return self.key_head + identifier + self.key_tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +76,7 @@ class LimitSet:
     text: str
     windows: tuple[Window, ...]
     policy_field: str
+    policy_bytes: bytes
 
 
 def check_name(value: str, what: str) -> str:
@@ -102,7 +115,7 @@ def parse_limits(text: str, base: str, unit: str | None = None) -> LimitSet:
         windows.append(Window(item, item.amount, seconds, _window_name(base, item)))
     quota_unit = f';qu="{unit}"' if unit else ""
     policy = ", ".join(f'"{w.name}";q={w.amount};w={w.seconds}{quota_unit}' for w in windows)
-    return LimitSet(text.strip(), tuple(windows), policy)
+    return LimitSet(text.strip(), tuple(windows), policy, policy.encode("latin-1"))
 
 
 class LimitSource:
@@ -151,10 +164,16 @@ def identity_key(ctx: Context) -> str:
     Hashing keeps addresses and user ids out of Redis/memcached dumps and satisfies
     memcached's key rules (no spaces, at most 250 bytes) whatever the id holds.
     """
-    raw = ctx.identity.id if ctx.identity is not None else "anonymous"
+    return _hashed_id(ctx.identity.id if ctx.identity is not None else "anonymous")
+
+
+# The same callers come back request after request: hash each id once (per 4096 recent ones).
+@lru_cache(maxsize=4096)
+def _hashed_id(raw: str) -> str:
     return hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
 
 
+@lru_cache(maxsize=1024)
 def namespace_key(value: str) -> str:
     """A route template or group name made safe for every storage's keys (and Redis hash tags)."""
     return _UNSAFE_KEY_CHARS.sub("_", value)[:96] or "_"

@@ -13,11 +13,15 @@ Every limit, budget and concurrency stage talks to its storage only through
   closes the breaker again, so recovery needs no restart.
 
 ``memory://`` counts in this process only and cannot fail, so it skips the
-deadline and the breaker. With several workers or hosts use Redis.
+deadline and the breaker, and the stages call it synchronously through
+:attr:`LimitStorage.local` (:mod:`airlock.throttle.memory`): nothing awaits,
+so a check is one atomic step on the event loop. With several workers or
+hosts use Redis.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import re
@@ -31,6 +35,7 @@ from limits.errors import ConfigurationError as LimitsConfigurationError
 from limits.storage import storage_from_string
 
 from airlock.errors import AirlockError, ConfigurationError
+from airlock.throttle.memory import MemoryStorage
 
 __all__ = ["LimitStorage", "StorageFailure", "as_storage"]
 
@@ -56,7 +61,16 @@ _CREDENTIALS_RE = re.compile(r"^[^/]*@")
 
 
 class StorageFailure(AirlockError):
-    """The limit storage failed or did not answer in time (content-free)."""
+    """The limit storage failed or did not answer in time (content-free).
+
+    ``attempted`` is False when the breaker answered without calling the storage: the
+    operation certainly did not happen. A call that was made and failed (a timeout) may
+    still have been applied by the storage.
+    """
+
+    def __init__(self, message: str, *, attempted: bool = True) -> None:
+        super().__init__(message)
+        self.attempted = attempted
 
 
 def _family(scheme: str) -> str:
@@ -86,6 +100,10 @@ class LimitStorage:
     its fixed-window increment is one atomic script (coredis' is two commands),
     and redis-py is the client most deployments already run. Share one
     ``LimitStorage`` between stages so they share its pool and its breaker.
+
+    ``storage`` is the ``limits.aio`` storage; ``local`` is the same object for
+    ``memory://`` (an :class:`~airlock.throttle.memory.MemoryStorage`, which the
+    stages call synchronously) and ``None`` otherwise.
     """
 
     def __init__(
@@ -127,6 +145,8 @@ class LimitStorage:
         self._down_until = 0.0
         self._failed = False
         self.storage = self._build(scheme, rest, max_connections, dict(options or {}))
+        # The in-process storage, for the stages' synchronous path; None for network storages.
+        self.local = self.storage if isinstance(self.storage, MemoryStorage) else None
 
     def _build(self, scheme: str, rest: str, max_connections: int, options: dict[str, Any]) -> Storage:
         family = _family(scheme)
@@ -137,6 +157,8 @@ class LimitStorage:
             # Checked here: a limits storage whose client is missing fails half-built.
             raise ConfigurationError(f"{scheme}:// storage needs its client library: {_HINTS[family]}")
         try:
+            if scheme == "memory":
+                return MemoryStorage(f"async+memory://{rest}", **options)
             if scheme in _REDIS_POOLED:
                 # Our own blocking pool: a burst beyond the pool waits for a connection
                 # instead of failing with "Too many connections" (redis-py's default).
@@ -185,13 +207,24 @@ class LimitStorage:
         if self._failed:
             now = time.monotonic()
             if now < self._down_until:
-                raise StorageFailure("the limit storage is unavailable")
+                raise StorageFailure("the limit storage is unavailable", attempted=False)
             # Half-open: this request probes; the others keep failing fast meanwhile.
             self._down_until = now + self.retry_interval
         try:
             with anyio.fail_after(self.timeout):
                 result = await operation()
         except Exception as exc:  # any client error or the deadline: a decision, never a 500
+            self._trip(exc)
+            raise StorageFailure("the limit storage is unavailable") from None
+        except asyncio.CancelledError as exc:
+            # A client library cancelled one of its own futures (redis-py does, when a connect
+            # is cut short by the deadline while another call waits on it): that cancellation is
+            # not ours. Nobody asked to cancel this task, so it is a storage failure; a real
+            # cancellation (client gone, shutdown) has a pending request and goes on up.
+            # (Python 3.10 cannot tell the two apart: there every cancellation goes on up.)
+            cancelling = getattr(asyncio.current_task(), "cancelling", None)
+            if cancelling is None or cancelling():
+                raise
             self._trip(exc)
             raise StorageFailure("the limit storage is unavailable") from None
         if self._failed:

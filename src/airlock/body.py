@@ -1,4 +1,4 @@
-"""Reading the request body once, with a byte cap and a deadline, and replaying it.
+"""Reading the request body once, with a byte cap and a deadline.
 
 The cap is enforced while reading, so a chunked upload without
 ``Content-Length`` is stopped as soon as it crosses the cap, and a declared
@@ -8,31 +8,14 @@ The cap is enforced while reading, so a chunked upload without
 from __future__ import annotations
 
 import asyncio
-import sys
-from typing import Any
 
 import anyio
-from starlette.types import Message, Receive
+from starlette.types import Receive
 
+from airlock.deadline import before_deadline
 from airlock.errors import BodyTimeout, BodyTooLarge, ClientDisconnected, InvalidContentLength
 
-__all__ = ["parse_content_length", "read_body", "replay"]
-
-if sys.version_info >= (3, 11):
-
-    def _cancelling(task: asyncio.Task[Any]) -> int:
-        return task.cancelling()
-
-    def _uncancel(task: asyncio.Task[Any]) -> int:
-        return task.uncancel()
-
-else:  # pragma: no cover - Python 3.10 has no cancellation counting: nothing to undo
-
-    def _cancelling(task: asyncio.Task[Any]) -> int:
-        return 0
-
-    def _uncancel(task: asyncio.Task[Any]) -> int:
-        return 0
+__all__ = ["parse_content_length", "read_body"]
 
 
 def parse_content_length(values: list[bytes]) -> int | None:
@@ -71,30 +54,6 @@ async def _read(receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _expire(task: asyncio.Task[Any], fired: list[bool]) -> None:
-    fired[0] = True
-    task.cancel()
-
-
-async def _read_before_deadline_asyncio(receive: Receive, limit: int, time_limit: float) -> bytes:
-    # The pattern of asyncio.timeout(), reduced to one timer handle: it costs about half of
-    # asyncio.timeout() and a quarter of anyio.fail_after(), on every request.
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    cancelling = _cancelling(task)
-    fired = [False]
-    handle = loop.call_at(loop.time() + time_limit, _expire, task, fired)
-    try:
-        return await _read(receive, limit)
-    except asyncio.CancelledError:
-        if fired[0] and _uncancel(task) <= cancelling:
-            raise TimeoutError from None
-        raise
-    finally:
-        handle.cancel()
-
-
 async def read_body(receive: Receive, *, declared: int | None, limit: int, time_limit: float) -> bytes:
     """Read the whole body, refusing it as soon as it exceeds ``limit`` bytes.
 
@@ -113,29 +72,10 @@ async def read_body(receive: Receive, *, declared: int | None, limit: int, time_
         except RuntimeError:  # another anyio backend (trio)
             on_asyncio = False
         if on_asyncio:
-            body = await _read_before_deadline_asyncio(receive, limit, time_limit)
+            body = await before_deadline(_read(receive, limit), time_limit)
         else:
             with anyio.fail_after(time_limit):
                 body = await _read(receive, limit)
     except TimeoutError:
         raise BodyTimeout(extensions={"body_timeout_seconds": time_limit}) from None
     return body
-
-
-def replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands the app ``body`` once, then defers to the server.
-
-    Later calls reach the real ``receive`` so the app still learns of
-    ``http.disconnect`` (Starlette's ``Request.is_disconnected`` and streaming
-    responses rely on it).
-    """
-    sent = False
-
-    async def receive_replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return receive_replayed

@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airlock.body import parse_content_length, read_body, replay
+from airlock.body import parse_content_length, read_body
 from airlock.context import Context
 from airlock.errors import ClientDisconnected, InvalidContentLength, Rejection
 from airlock.parse import check_json_media_type, dump_json, parse_json
@@ -199,10 +199,16 @@ class Engine:
         scope["headers"] = headers
 
     def _app_receive(self, ctx: Context, receive: Receive) -> Receive:
-        replayed = replay(ctx.body, receive)
+        # The checked body once, as one message; then the server's receive, so the app still
+        # learns of http.disconnect (and the audit records it).
+        first: Message | None = {"type": "http.request", "body": ctx.body, "more_body": False}
 
         async def app_receive() -> Message:
-            message = await replayed()
+            nonlocal first
+            if first is not None:
+                message, first = first, None
+                return message
+            message = await receive()
             if message["type"] == "http.disconnect":
                 ctx.client_disconnected = True
             return message

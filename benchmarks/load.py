@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from apps import BENCH_KEY, CHAT_BODY, PATH
 from loadgen import LoadResult, run_load, wrk_available
+from report import print_result
 
 HERE = Path(__file__).resolve().parent
 ADMITTED_LIMIT = 500
@@ -161,6 +163,4 @@ def run(*, quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from overhead import print_result
-
     print_result(run(quick="--quick" in sys.argv))

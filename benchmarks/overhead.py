@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from airlock import Policy
+
 import apps
 from apps import BENCH_KEY, CHAT_BODY, PATH
-
-from airlock import Policy
+from report import print_result
 
 
 def _flusher(policy: Policy) -> Callable[[], object] | None:
@@ -136,18 +137,6 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         verdict = "PASS" if full <= 2 * bare else "MISS"
         notes.append(f"aim full pipeline <= 2x bare Starlette: {verdict} ({full / bare:.2f}x bare)")
     return {"title": "Per-request overhead (in-process ASGI)", "rows": rows, "notes": notes}
-
-
-def print_result(result: dict[str, Any], out: Callable[[str], None] = print) -> None:
-    out(result["title"])
-    rows = result["rows"]
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in columns}
-    out("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        out("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
-    for note in result["notes"]:
-        out(f"- {note}")
 
 
 if __name__ == "__main__":

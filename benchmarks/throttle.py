@@ -28,7 +28,6 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from limits.aio.storage import MemoryStorage as LimitsMemoryStorage
@@ -41,6 +40,8 @@ from starlette.routing import Route
 from airlock import AirlockMiddleware, Policy
 from airlock.throttle import ConcurrencyLimit, LimitStorage, RateLimit, TokenBudget
 from airlock.throttle.memory import MemoryStorage
+
+from report import print_result
 
 LIMIT = "1000000/minute"
 BUDGET = "1000000000/minute"
@@ -268,18 +269,6 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "server), including that yield; limits' MemoryStorage sweeps every key on every increment."
     )
     return {"title": "Throttling cost per admitted request", "rows": rows, "notes": notes}
-
-
-def print_result(result: dict[str, Any], out: Callable[[str], None] = print) -> None:
-    out(result["title"])
-    rows = result["rows"]
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in columns}
-    out("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        out("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
-    for note in result["notes"]:
-        out(f"- {note}")
 
 
 if __name__ == "__main__":

@@ -27,13 +27,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from overhead import CHAT_BODY
-
 from airlock.context import Context
 from airlock.policy import Policy
 from airlock.sanitize import Sanitize
 from airlock.validation import Schema, StructureCaps, Validate, preset_schema
 from airlock.validation.rules import validator_class
+
+from overhead import CHAT_BODY
+from report import print_result
 
 RESPONSES_BODY = json.dumps(
     {
@@ -180,18 +181,6 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "regex/keysrules/valuesrules, which every preset uses.",
     ]
     return {"title": "Validation and sanitisation cost", "rows": rows, "notes": notes}
-
-
-def print_result(result: dict[str, Any], out: Callable[[str], None] = print) -> None:
-    out(result["title"])
-    rows = result["rows"]
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in columns}
-    out("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        out("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
-    for note in result["notes"]:
-        out(f"- {note}")
 
 
 if __name__ == "__main__":

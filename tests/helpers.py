@@ -167,3 +167,52 @@ class Lifespan:
         message = await self._from_app.receive()
         assert message["type"] == "lifespan.shutdown.complete", message
         await self._group.__aexit__(None, None, None)
+
+
+def user_from_header(scope: Any) -> str | None:
+    """Identify by an ``x-user`` header: lets a test act as several callers."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-user":
+            return str(value.decode())
+    return None
+
+
+class RedisServer:
+    """A redis-server of our own on a free port, so stopping it disturbs no other test."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: Any = None
+
+    async def start(self) -> None:
+        import shutil
+        import subprocess
+
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        self.process = subprocess.Popen(  # noqa: ASYNC220 - a short-lived child, started once
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        await wait_for_port(self.port)
+
+    def signal(self, number: int) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, number)
+
+    def pause(self) -> None:
+        import signal
+
+        self.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        import signal
+
+        self.signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+            self.process = None

@@ -25,7 +25,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,13 @@ from airlock.validation import Validate
 from hardening_stack import by_user_field
 
 from fake_upstream import FakeUpstream, gateway_app, lifespan, serving
-from helpers import REQUIRE_REDIS_ENV, RecordingSink, client_for, free_port, redis_url, wait_for_port
+from helpers import (
+    RecordingSink,
+    RedisServer,
+    client_for,
+    redis_url,
+    user_from_header,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -53,14 +59,7 @@ AUDIT_KEY = "hardening-faults-audit-key-000000"
 BOUND = 2.0  # no request may take longer than this, whatever fails behind it
 
 
-def by_user_header(scope: Any) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"x-user":
-            return value.decode()
-    return None
-
-
-USER = FromCallable(by_user_header)
+USER = FromCallable(user_from_header)
 
 
 async def answer(request: Request) -> Response:
@@ -103,51 +102,6 @@ class Tally:
 
 def audit_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
-
-
-# --- a Redis of our own, to stop and restart -------------------------------------------------
-
-
-class RedisServer:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        self.process = subprocess.Popen(  # noqa: ASYNC220 - a short-lived child, started once
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        await wait_for_port(self.port)
-
-    def signal(self, number: int) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, number)
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=5)
-            self.process = None
-
-
-@pytest.fixture
-async def own_redis() -> AsyncIterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get(REQUIRE_REDIS_ENV) == "1":
-            pytest.fail("redis-server is not installed but CI requires Redis")
-        pytest.skip("redis-server is not installed")
-    server = RedisServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        if server.process is not None:
-            server.signal(signal.SIGCONT)
-        server.kill()
 
 
 @pytest.mark.slow
@@ -224,7 +178,7 @@ async def test_slots_whose_release_failed_are_given_back_once_the_storage_answer
     inside: list[int] = []
 
     async def held(request: Request) -> Response:
-        if by_user_header(request.scope) == "alice":
+        if user_from_header(request.scope) == "alice":
             inside.append(1)
             await gate.wait()
         return JSONResponse({"ok": True})
@@ -263,7 +217,7 @@ async def test_settlements_that_failed_are_applied_once_the_storage_answers(
 
     async def held(request: Request) -> Response:
         await request.body()
-        if by_user_header(request.scope) == "alice" and not gate.is_set():
+        if user_from_header(request.scope) == "alice" and not gate.is_set():
             inside.append(1)
             await gate.wait()
         request.state.airlock.report_usage(5, 5)

@@ -8,7 +8,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -25,44 +25,14 @@ from airlock import AirlockMiddleware, ConfigurationError, Context, FromCallable
 from airlock.throttle import Alert, Alerts, ConcurrencyLimit, LimitStorage, RateLimit
 from airlock.throttle.spec import parse_limits
 
-from helpers import RawExchange, RecordingSink, client_for, http_scope, redis_url
+from helpers import RawExchange, RecordingSink, client_for, http_scope, redis_url, user_from_header
 
 pytestmark = pytest.mark.anyio
 
 STRATEGIES = ["sliding-window-counter", "fixed-window", "moving-window"]
 
 
-def by_user_header(scope: Any) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"x-user":
-            return value.decode()
-    return None
-
-
-USER = FromCallable(by_user_header)
-
-
-@pytest.fixture
-def redis_storage() -> Iterator[LimitStorage]:
-    """Real Redis (db 15), a unique key prefix per test, keys removed afterwards."""
-    url = redis_url()
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    # Generous: these tests are about exact counts, not latency, and a loaded CI machine is slow.
-    yield LimitStorage(url, key_prefix=prefix, timeout=3.0)
-    import redis
-
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture(params=["memory", "redis"])
-def storage(request: pytest.FixtureRequest) -> LimitStorage:
-    if request.param == "memory":
-        return LimitStorage("memory://")
-    return request.getfixturevalue("redis_storage")  # type: ignore[no-any-return]
+USER = FromCallable(user_from_header)
 
 
 async def ok(request: Request) -> Response:

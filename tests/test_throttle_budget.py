@@ -6,8 +6,7 @@ import asyncio
 import json
 import math
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -22,19 +21,12 @@ from starlette.routing import Route
 from airlock import AirlockMiddleware, ConfigurationError, Context, FromCallable, Identity, Policy
 from airlock.throttle import Alert, Alerts, LimitStorage, TokenBudget
 
-from helpers import RawExchange, RecordingSink, client_for, http_scope, redis_url
+from helpers import RawExchange, RecordingSink, client_for, http_scope, user_from_header
 
 pytestmark = pytest.mark.anyio
 
 
-def by_user_header(scope: Any) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"x-user":
-            return value.decode()
-    return None
-
-
-USER = FromCallable(by_user_header)
+USER = FromCallable(user_from_header)
 
 
 class Estimate:
@@ -45,28 +37,6 @@ class Estimate:
 
     async def __call__(self, ctx: Context) -> None:
         ctx.token_estimate = self.tokens
-
-
-@pytest.fixture
-def redis_storage() -> Iterator[LimitStorage]:
-    url = redis_url()
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    # Generous: these tests are about exact counts, not latency, and a loaded CI machine is slow.
-    yield LimitStorage(url, key_prefix=prefix, timeout=3.0)
-    import redis
-
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture(params=["memory", "redis"])
-def storage(request: pytest.FixtureRequest) -> LimitStorage:
-    if request.param == "memory":
-        return LimitStorage("memory://")
-    return request.getfixturevalue("redis_storage")  # type: ignore[no-any-return]
 
 
 class Upstream:

@@ -25,7 +25,7 @@ from airlock import AirlockMiddleware, Context, FromCallable, Policy
 from airlock.throttle import ConcurrencyLimit, LimitStorage, RateLimit, TokenBudget
 from airlock.throttle.memory import MemoryStorage
 
-from helpers import client_for
+from helpers import client_for, user_from_header
 
 pytestmark = pytest.mark.anyio
 
@@ -47,13 +47,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return fake
 
 
-def by_user_header(scope: Any) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"x-user":
-            return str(value.decode())
-    return None
-
-
 async def ok(request: Request) -> Response:
     await request.body()
     ctx: Context = request.state.airlock
@@ -73,7 +66,7 @@ async def test_requests_start_no_task_per_count() -> None:
     """limits.aio's MemoryStorage starts a task (that walks every key) from each increment."""
     store = LimitStorage("memory://")
     policy = Policy(
-        identity=FromCallable(by_user_header),
+        identity=FromCallable(user_from_header),
         admit=(RateLimit("1000/minute", storage=store), ConcurrencyLimit(100, storage=store)),
         budget=TokenBudget("1000000/minute", storage=store),
     )

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
-import shutil
-import signal
-import subprocess
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -24,21 +19,20 @@ from starlette.routing import Route
 from airlock import AirlockMiddleware, ConfigurationError, Context, FromCallable, Policy
 from airlock.throttle import ConcurrencyLimit, LimitStorage, RateLimit, TokenBudget
 
-from helpers import REQUIRE_REDIS_ENV, RecordingSink, client_for, free_port, wait_for_port
+from helpers import (
+    RecordingSink,
+    RedisServer,
+    client_for,
+    free_port,
+    user_from_header,
+)
 
 pytestmark = pytest.mark.anyio
 
 DEADLINE = 0.1  # every answer during an outage comes within 100 ms
 
 
-def by_user_header(scope: Any) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"x-user":
-            return value.decode()
-    return None
-
-
-USER = FromCallable(by_user_header)
+USER = FromCallable(user_from_header)
 
 
 async def ok(request: Request) -> Response:
@@ -118,52 +112,6 @@ async def test_failure_logs_never_carry_the_password(caplog: pytest.LogCaptureFi
 
 
 # --- a real Redis that we stop and kill ---------------------------------------------------------
-
-
-class RedisServer:
-    """A redis-server of our own on a free port, so stopping it disturbs no other test."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        self.process = subprocess.Popen(  # noqa: ASYNC220 - a short-lived child, started once
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        await wait_for_port(self.port)
-
-    def pause(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=5)
-            self.process = None
-
-
-@pytest.fixture
-async def own_redis() -> AsyncIterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get(REQUIRE_REDIS_ENV) == "1":
-            pytest.fail("redis-server is not installed but CI requires Redis")
-        pytest.skip("redis-server is not installed")
-    server = RedisServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 async def wait_until_status(client: httpx.AsyncClient, status: int, user: str) -> None:

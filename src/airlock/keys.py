@@ -31,7 +31,7 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from airlock._toml import toml
+from airlock._toml import load_toml
 from airlock.errors import ConfigurationError
 
 __all__ = ["KEY_PREFIX", "KeyStore", "check_key_name", "generate_key", "hash_key"]
@@ -79,13 +79,7 @@ def _parse_entries(entries: Mapping[str, str], source: str) -> list[tuple[str, b
 
 
 def _read_file(path: Path) -> list[tuple[str, bytes]]:
-    try:
-        with path.open("rb") as handle:
-            document = toml.load(handle)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read keys file {str(path)!r}: {exc.strerror}") from None
-    except toml.TOMLDecodeError as exc:
-        raise ConfigurationError(f"keys file {str(path)!r} is not valid TOML: {exc}") from None
+    document = load_toml(path, "keys file")
     table = document.get("keys", {})
     if not isinstance(table, dict):
         raise ConfigurationError(f"keys file {str(path)!r}: [keys] must be a table")

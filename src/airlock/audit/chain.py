@@ -34,7 +34,17 @@ from typing import Any
 
 from airlock.audit.hashing import key_id
 
-__all__ = ["ALG_HMAC", "ALG_SHA256", "ChainState", "LineHasher", "last_line", "link_to", "seal", "unseal"]
+__all__ = [
+    "ALG_HMAC",
+    "ALG_SHA256",
+    "ChainState",
+    "LineHasher",
+    "chain_member",
+    "last_line",
+    "link_to",
+    "seal",
+    "unseal",
+]
 
 ALG_SHA256 = "sha256"
 ALG_HMAC = "hmac-sha256"
@@ -160,16 +170,20 @@ def unseal(line: bytes) -> tuple[bytes, str] | None:
     return line[:-_SEAL_LENGTH] + b"}}", digest.decode("ascii")
 
 
-def link_to(line: bytes | None) -> dict[str, Any] | None:
-    """The ``after`` member naming ``line`` when it is one of our sealed events, else ``None``."""
-    if not line:
-        return None
+def chain_member(line: bytes) -> dict[str, Any] | None:
+    """The ``chain`` object of a JSON line, or ``None`` when the line is not JSON or has none."""
     try:
         document = json.loads(line)
     except ValueError:
         return None
     chain = document.get("chain") if isinstance(document, dict) else None
-    if not isinstance(chain, dict):
+    return chain if isinstance(chain, dict) else None
+
+
+def link_to(line: bytes | None) -> dict[str, Any] | None:
+    """The ``after`` member naming ``line`` when it is one of our sealed events, else ``None``."""
+    chain = chain_member(line) if line else None
+    if chain is None:
         return None
     chain_id, seq, digest = chain.get("id"), chain.get("seq"), chain.get("hash")
     if not isinstance(chain_id, str) or type(seq) is not int or not isinstance(digest, str):

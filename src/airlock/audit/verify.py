@@ -17,7 +17,6 @@ consistent one (unkeyed chains only), or that what was logged was true.
 from __future__ import annotations
 
 import hmac
-import json
 import os
 import re
 import sys
@@ -26,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airlock.audit.chain import ALG_HMAC, ALG_SHA256, LineHasher, unseal
+from airlock.audit.chain import ALG_HMAC, ALG_SHA256, LineHasher, chain_member, unseal
 from airlock.audit.hashing import CHAIN_KEY_ENV, load_key
 from airlock.errors import ConfigurationError
 
@@ -88,17 +87,6 @@ def _lines(paths: Sequence[str]) -> Iterator[tuple[str, bytes]]:
                 yield f"{path}:{number}", raw.rstrip(b"\r\n")
 
 
-def _chain_of(line: bytes) -> dict[str, Any] | None:
-    if not line.startswith(b"{"):
-        return None
-    try:
-        document = json.loads(line)
-    except ValueError:
-        return None
-    chain = document.get("chain") if isinstance(document, dict) else None
-    return chain if isinstance(chain, dict) else None
-
-
 def _link_problem(chain: dict[str, Any], hasher: LineHasher | None) -> Failure | str | None:
     """Why this line's chain member cannot be checked with the given key, if it cannot."""
     chain_id, seq, prev = chain.get("id"), chain.get("seq"), chain.get("prev")
@@ -129,7 +117,8 @@ def verify_files(
     chains = report.chains
     try:
         for where, line in _lines(paths):
-            member = _chain_of(line)
+            # Our events start with "{": any other line belongs to another log, not worth parsing.
+            member = chain_member(line) if line.startswith(b"{") else None
             if member is None:
                 # A line that still names a chain but no longer parses was altered or cut short.
                 if strict or _CHAIN_MARK.search(line):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airlock._toml import toml
+from airlock._toml import load_toml
 from airlock.errors import ConfigurationError
 from airlock.gateway.sections import STAGE_SECTIONS
 from airlock.gateway.tables import Table, find_literal_secrets
@@ -270,11 +270,5 @@ def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:
     if path is None:
         return GatewayConfig()
     file = Path(path)
-    try:
-        with file.open("rb") as handle:
-            document = toml.load(handle)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read config {str(file)!r}: {exc.strerror}") from None
-    except toml.TOMLDecodeError as exc:
-        raise ConfigurationError(f"config {str(file)!r} is not valid TOML: {exc}") from None
+    document = load_toml(file, "config")
     return parse_config(document, base_dir=file.parent.resolve(), source=str(file))

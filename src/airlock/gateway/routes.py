@@ -9,6 +9,8 @@ never a 500). A client that disconnects cancels the provider call.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -22,6 +24,8 @@ from airlock.problem import send_problem
 from airlock.provider.base import ChatStream, Provider, ProviderRequest, Reply
 
 __all__ = ["ChatCompletions", "Embeddings", "Healthz", "Models"]
+
+ProviderCall = Callable[[ProviderRequest], Awaitable[Reply | ChatStream]]
 
 
 def _not_an_object() -> ValidationFailed:
@@ -52,7 +56,9 @@ async def refuse(ctx: Context, send: Send, error: Rejection, *, outcome: str, st
     await send_problem(send, error, request_id=ctx.request_id)
 
 
-class _ProviderEndpoint:
+class _ProviderEndpoint(ABC):
+    """One provider call per request, cancelled when the client leaves; the subclass picks the call."""
+
     def __init__(self, provider: Provider, *, max_event_bytes: int = 8 * 1024 * 1024) -> None:
         self.provider = provider
         self.max_event_bytes = max_event_bytes
@@ -60,16 +66,52 @@ class _ProviderEndpoint:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} provider={self.provider.name}>"
 
-    def _start(self, ctx: Context) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    @abstractmethod
+    def _call(self, payload: dict[str, Any], facts: dict[str, Any]) -> ProviderCall:
+        """The provider method that answers ``payload`` (noting the choice in ``facts``)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = context_of(scope)
         payload = ctx.json
         if not isinstance(payload, dict):
-            return None
+            await refuse(ctx, send, _not_an_object(), outcome="rejected", stage="validate")
+            return
         model = payload.get("model")
         ctx.provider = self.provider.name
         ctx.model = model if isinstance(model, str) else None
         facts: dict[str, Any] = ctx.audit.setdefault("provider", {})
         facts["name"] = self.provider.name
-        return payload, facts
+        call = self._call(payload, facts)
+        request = ProviderRequest(payload, ctx.body, ctx.request_id)
+        try:
+            result, gone = await until_disconnect(receive, lambda: call(request))
+        except Rejection as exc:
+            await refuse(ctx, send, exc, outcome="error", stage="provider")
+            return
+        if gone or result is None:
+            if isinstance(result, ChatStream):
+                await result.aclose()
+            ctx.client_disconnected = True
+            ctx.outcome = "abandoned"
+            facts["abandoned"] = True
+            return
+        if isinstance(result, Reply):
+            await self._answer(ctx, send, result, facts)
+            return
+        # A ChatStream: only a streamed chat completion returns one.
+        facts["attempts"] = result.attempts
+        facts["upstream_status"] = 200
+        options = payload.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        await forward_stream(
+            ctx,
+            result,
+            receive,
+            send,
+            wants_usage=wants_usage,
+            max_event_bytes=self.max_event_bytes,
+            model=ctx.model,
+        )
 
     async def _answer(self, ctx: Context, send: Send, reply: Reply, facts: dict[str, Any]) -> None:
         facts["attempts"] = reply.attempts
@@ -86,70 +128,17 @@ class _ProviderEndpoint:
 class ChatCompletions(_ProviderEndpoint):
     """``POST /v1/chat/completions``, streamed (``"stream": true``) or not."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ctx = context_of(scope)
-        started = self._start(ctx)
-        if started is None:
-            await refuse(ctx, send, _not_an_object(), outcome="rejected", stage="validate")
-            return
-        payload, facts = started
+    def _call(self, payload: dict[str, Any], facts: dict[str, Any]) -> ProviderCall:
         stream = payload.get("stream") is True
         facts["stream"] = stream
-        request = ProviderRequest(payload, ctx.body, ctx.request_id)
-        call = self.provider.stream_chat if stream else self.provider.chat
-        try:
-            result, gone = await until_disconnect(receive, lambda: call(request))
-        except Rejection as exc:
-            await refuse(ctx, send, exc, outcome="error", stage="provider")
-            return
-        if gone:
-            if isinstance(result, ChatStream):
-                await result.aclose()
-            ctx.client_disconnected = True
-            ctx.outcome = "abandoned"
-            facts["abandoned"] = True
-            return
-        if isinstance(result, Reply):
-            await self._answer(ctx, send, result, facts)
-            return
-        assert isinstance(result, ChatStream)
-        facts["attempts"] = result.attempts
-        facts["upstream_status"] = 200
-        options = payload.get("stream_options")
-        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-        await forward_stream(
-            ctx,
-            result,
-            receive,
-            send,
-            wants_usage=wants_usage,
-            max_event_bytes=self.max_event_bytes,
-            model=ctx.model,
-        )
+        return self.provider.stream_chat if stream else self.provider.chat
 
 
 class Embeddings(_ProviderEndpoint):
     """``POST /v1/embeddings``."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ctx = context_of(scope)
-        started = self._start(ctx)
-        if started is None:
-            await refuse(ctx, send, _not_an_object(), outcome="rejected", stage="validate")
-            return
-        payload, facts = started
-        request = ProviderRequest(payload, ctx.body, ctx.request_id)
-        try:
-            reply, gone = await until_disconnect(receive, lambda: self.provider.embeddings(request))
-        except Rejection as exc:
-            await refuse(ctx, send, exc, outcome="error", stage="provider")
-            return
-        if gone or reply is None:
-            ctx.client_disconnected = True
-            ctx.outcome = "abandoned"
-            facts["abandoned"] = True
-            return
-        await self._answer(ctx, send, reply, facts)
+    def _call(self, payload: dict[str, Any], facts: dict[str, Any]) -> ProviderCall:
+        return self.provider.embeddings
 
 
 class Models:

@@ -62,7 +62,7 @@ from collections import deque
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airlock.errors import BudgetExhausted, ConfigurationError, StorageUnavailable
+from airlock.errors import BudgetExhausted, ConfigurationError
 from airlock.throttle.alerts import Alerts
 from airlock.throttle.headers import retry_after, set_legacy_fields
 from airlock.throttle.ledger import (
@@ -81,11 +81,11 @@ from airlock.throttle.spec import (
     LimitSet,
     LimitSource,
     check_name,
-    check_on_error,
     identity_key,
     namespace_key,
 )
-from airlock.throttle.storage import LimitStorage, StorageFailure, as_storage
+from airlock.throttle.stage import StorageStage
+from airlock.throttle.storage import LimitStorage, StorageFailure
 
 if TYPE_CHECKING:
     from airlock.context import Context, Finalizer
@@ -105,7 +105,7 @@ def _positive_int(value: object) -> int | None:
     return value
 
 
-class TokenBudget:
+class TokenBudget(StorageStage):
     """Budget stage: refuse with ``429 budget_exhausted`` when a reservation does not fit.
 
     :param limits: tokens per window, ``"20000/minute;1000000/day"``, or a callable of
@@ -145,12 +145,7 @@ class TokenBudget:
         self.name = check_name(name, "TokenBudget name")
         self.default_max_tokens = default_max_tokens
         self.set_max_tokens = set_max_tokens
-        self.on_storage_error = check_on_error(on_storage_error)
-        self.headers = bool(headers)
-        if alerts is not None and not isinstance(alerts, Alerts):
-            raise ConfigurationError("alerts must be an airlock.throttle.Alerts")
-        self.alerts = alerts
-        self.storage = as_storage(storage)
+        super().__init__(storage=storage, on_storage_error=on_storage_error, headers=headers, alerts=alerts)
         self.source = LimitSource(limits, self.name)
         self._key_base = f"{self.storage.key_prefix}/budget/{self.group}/"
         # Settlements that never reached the storage (its breaker was open after a blip):
@@ -234,14 +229,10 @@ class TokenBudget:
                     lambda: reserve(storage.storage, slots, amount, concurrent=storage.guarded)
                 )
             except StorageFailure:
-                record["storage_error"] = True
-                if self.on_storage_error == "open":
-                    ctx.failed_open.append(f"budget:{self.name}")
-                    record["failed_open"] = True
-                    record["outcome"] = "failed_open"
-                    ctx.defer(self._settler(limit_set, [], 0, record))
-                    return
-                raise StorageUnavailable(headers={"Retry-After": "1"}) from None
+                self._storage_failed(ctx, record, "budget")  # raises unless failing open
+                record["outcome"] = "failed_open"
+                ctx.defer(self._settler(limit_set, [], 0, record))
+                return
 
         if self._unsettled and local is None:
             await self._settle_pending()  # the storage has just answered
@@ -317,18 +308,20 @@ class TokenBudget:
     async def _settle_remote(
         self, refund: bool, targets: Sequence[Slot], difference: int, amount: int, record: dict[str, Any]
     ) -> None:
-        try:
-            if refund:
-                await self._give_back(targets, -difference)
-            elif difference > 0:
-                await self._take_more(targets, difference)
-        except StorageFailure as failure:
-            record["settle_error"] = True
-            if not failure.attempted:
-                # Never sent (the breaker was open): applied once the storage answers. One
-                # that was sent may have been applied; it is not repeated.
-                self._unsettled.append((refund, targets, abs(difference)))
-            return
+        if difference:
+            storage = self.storage
+            apply = give_back if refund else take_more
+            try:
+                await storage.run(
+                    lambda: apply(storage.storage, targets, abs(difference), concurrent=storage.guarded)
+                )
+            except StorageFailure as failure:
+                record["settle_error"] = True
+                if not failure.attempted:
+                    # Never sent (the breaker was open): applied once the storage answers. One
+                    # that was sent may have been applied; it is not repeated.
+                    self._unsettled.append((refund, targets, abs(difference)))
+                return
         _settled(record, refund, difference, amount)
         if self._unsettled:
             await self._settle_pending()
@@ -354,25 +347,6 @@ class TokenBudget:
         except StorageFailure as failure:
             if not failure.attempted:
                 self._unsettled.extendleft(reversed(batch))
-
-    async def _give_back(self, slots: Sequence[Slot], amount: int) -> None:
-        storage = self.storage
-        if storage.local is not None:
-            give_back_local(storage.local, slots, amount)
-        else:
-            await storage.run(lambda: give_back(storage.storage, slots, amount, concurrent=storage.guarded))
-
-    async def _take_more(self, slots: Sequence[Slot], amount: int) -> None:
-        storage = self.storage
-        if storage.local is not None:
-            take_more_local(storage.local, slots, amount)
-        else:
-            await storage.run(lambda: take_more(storage.storage, slots, amount, concurrent=storage.guarded))
-
-    async def shutdown(self) -> None:
-        await self.storage.shutdown()
-        if self.alerts is not None:
-            await self.alerts.shutdown()
 
 
 def _settled(record: dict[str, Any], refund: bool, difference: int, amount: int) -> None:

@@ -22,12 +22,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from airlock.errors import ConcurrencyLimited, ConfigurationError, StorageUnavailable
+from airlock.errors import ConcurrencyLimited, ConfigurationError
 from airlock.throttle.alerts import Alerts
 from airlock.throttle.headers import add_ietf_fields, limit_item
 from airlock.throttle.ledger import Slot, give_back, give_back_local, reserve, reserve_local
-from airlock.throttle.spec import check_name, check_on_error, identity_key, namespace_key
-from airlock.throttle.storage import LimitStorage, StorageFailure, as_storage
+from airlock.throttle.spec import check_name, identity_key, namespace_key
+from airlock.throttle.stage import StorageStage
+from airlock.throttle.storage import LimitStorage, StorageFailure
 
 if TYPE_CHECKING:
     from airlock.context import Context, Finalizer, Identity
@@ -47,7 +48,7 @@ def _check_limit(value: object) -> int:
     return value
 
 
-class ConcurrencyLimit:
+class ConcurrencyLimit(StorageStage):
     """Admit stage: refuse with ``429 too_many_concurrent_requests`` beyond K requests in flight.
 
     :param limit: K, or a callable of the identity (sync or async) returning K or ``None`` (exempt).
@@ -88,12 +89,7 @@ class ConcurrencyLimit:
         self.name = check_name(name, "ConcurrencyLimit name")
         self.lease = float(lease)
         self.retry_after = str(retry_after)
-        self.on_storage_error = check_on_error(on_storage_error)
-        self.headers = bool(headers)
-        if alerts is not None and not isinstance(alerts, Alerts):
-            raise ConfigurationError("alerts must be an airlock.throttle.Alerts")
-        self.alerts = alerts
-        self.storage = as_storage(storage)
+        super().__init__(storage=storage, on_storage_error=on_storage_error, headers=headers, alerts=alerts)
         self._expiry = math.ceil(2 * self.lease) + 1
         self._key_base = f"{self.storage.key_prefix}/conc/{self.group}/"
         self._policy_fields: dict[int, bytes] = {}
@@ -150,12 +146,8 @@ class ConcurrencyLimit:
                     lambda: reserve(storage.storage, (slot,), 1, concurrent=storage.guarded)
                 )
             except StorageFailure:
-                record["storage_error"] = True
-                if self.on_storage_error == "open":
-                    ctx.failed_open.append(f"throttle:{self.name}")
-                    record["failed_open"] = True
-                    return
-                raise StorageUnavailable(headers={"Retry-After": "1"}) from None
+                self._storage_failed(ctx, record, "throttle")  # raises unless failing open
+                return
 
         if self._unreleased and local is None:
             await self._release_pending()  # the storage has just answered
@@ -214,8 +206,3 @@ class ConcurrencyLimit:
         except StorageFailure as failure:
             if not failure.attempted:
                 self._unreleased.extendleft(reversed(batch))
-
-    async def shutdown(self) -> None:
-        await self.storage.shutdown()
-        if self.alerts is not None:
-            await self.alerts.shutdown()

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from limits.aio.strategies import STRATEGIES, RateLimiter
 
-from airlock.errors import ConfigurationError, RateLimited, StorageUnavailable
+from airlock.errors import ConfigurationError, RateLimited
 from airlock.throttle.alerts import Alerts
 from airlock.throttle.headers import (
     add_ietf_fields,
@@ -54,11 +54,11 @@ from airlock.throttle.spec import (
     LimitSource,
     Window,
     check_name,
-    check_on_error,
     identity_key,
     namespace_key,
 )
-from airlock.throttle.storage import LimitStorage, StorageFailure, as_storage
+from airlock.throttle.stage import StorageStage
+from airlock.throttle.storage import LimitStorage, StorageFailure
 
 if TYPE_CHECKING:
     from airlock.context import Context
@@ -79,7 +79,7 @@ def _tightness(outcome: _Outcome) -> tuple[int, float]:
     return outcome.remaining, -outcome.reset_at
 
 
-class RateLimit:
+class RateLimit(StorageStage):
     """Admit stage: refuse with ``429 rate_limited`` once an identity exceeds a limit.
 
     :param limits: ``"10/second;300/minute;5000/day"``, or a callable of the
@@ -113,12 +113,7 @@ class RateLimit:
         self.name = check_name(name if name is not None else (group or "rate"), "RateLimit name")
         self.group = group
         self.strategy = strategy
-        self.on_storage_error = check_on_error(on_storage_error)
-        self.headers = bool(headers)
-        if alerts is not None and not isinstance(alerts, Alerts):
-            raise ConfigurationError("alerts must be an airlock.throttle.Alerts")
-        self.alerts = alerts
-        self.storage = as_storage(storage)
+        super().__init__(storage=storage, on_storage_error=on_storage_error, headers=headers, alerts=alerts)
         self.source = LimitSource(limits, self.name)
         try:
             limiter_class = cast("type[Any]", STRATEGIES[strategy])
@@ -157,12 +152,8 @@ class RateLimit:
             try:
                 outcomes = await self.storage.run(lambda: self._hit(limit_set, identifier))
             except StorageFailure:
-                record["storage_error"] = True
-                if self.on_storage_error == "open":
-                    ctx.failed_open.append(f"throttle:{self.name}")
-                    record["failed_open"] = True
-                    return
-                raise StorageUnavailable(headers={"Retry-After": "1"}) from None
+                self._storage_failed(ctx, record, "throttle")  # raises unless failing open
+                return
 
         now = time.time()
         violated = [o for o in outcomes if not o.admitted]
@@ -211,11 +202,6 @@ class RateLimit:
         admitted = await self._limiter.hit(window.item, identifier)
         stats = await self._limiter.get_window_stats(window.item, identifier)
         return _Outcome(window, admitted, max(0, int(stats.remaining)), float(stats.reset_time))
-
-    async def shutdown(self) -> None:
-        await self.storage.shutdown()
-        if self.alerts is not None:
-            await self.alerts.shutdown()
 
 
 def _local_fixed(storage: MemoryStorage, window: Window, identifier: str) -> _Outcome:

@@ -124,20 +124,22 @@ class CardDetector:
         for block in digit_blocks(canon, 12):
             yield from self._block(block)
 
-    def _block(self, block: DigitBlock) -> Iterator[Hit]:
+    @staticmethod
+    def _block(block: DigitBlock) -> Iterator[Hit]:
         digits = block.digits
-        if len(digits) <= 19:
-            yield from self._short_block(block)
-            return
-        values = [ord(c) - 48 for c in digits]
-        # Luhn sums of any window in O(1): the rightmost digit is never doubled, so
-        # which digits double depends only on the parity of the window's end.
-        even_end = list(
-            accumulate((v if i % 2 == 0 else _DOUBLED[v] for i, v in enumerate(values)), initial=0)
-        )
-        odd_end = list(
-            accumulate((_DOUBLED[v] if i % 2 == 0 else v for i, v in enumerate(values)), initial=0)
-        )
+        even_end: list[int] = []
+        odd_end: list[int] = []
+        if len(digits) > 19:
+            # Luhn sums of any window in O(1): the rightmost digit is never doubled, so
+            # which digits double depends only on the parity of the window's end. (A
+            # block of at most 19 digits is one window's worth: _luhn checks it directly.)
+            values = [ord(c) - 48 for c in digits]
+            even_end = list(
+                accumulate((v if i % 2 == 0 else _DOUBLED[v] for i, v in enumerate(values)), initial=0)
+            )
+            odd_end = list(
+                accumulate((_DOUBLED[v] if i % 2 == 0 else v for i, v in enumerate(values)), initial=0)
+            )
         bounds = [*block.offsets, len(digits)]
         groups = len(bounds) - 1
         first = 0
@@ -151,38 +153,17 @@ class CardDetector:
                     stop = bounds[after]
                     if stop - begin < 12:
                         break
-                    sums = even_end if (stop - 1) % 2 == 0 else odd_end
-                    if (sums[stop] - sums[begin]) % 10 == 0:
+                    if even_end:
+                        sums = even_end if (stop - 1) % 2 == 0 else odd_end
+                        valid = (sums[stop] - sums[begin]) % 10 == 0
+                    else:
+                        valid = _luhn(digits[begin:stop])
+                    if valid:
                         shape = tuple(block.ends[i] - block.starts[i] for i in range(first, after))
                         if _card_like(digits[begin:stop], shape, first == 0 and after == groups):
                             found = after - 1
                             break
                     after -= 1
-            if found >= 0:
-                yield Hit(block.starts[first], block.ends[found], "CREDIT_CARD", "card")
-                first = found + 1
-            else:
-                first += 1
-
-    @staticmethod
-    def _short_block(block: DigitBlock) -> Iterator[Hit]:
-        # At most 19 digits: try windows of whole groups directly, longest first.
-        digits = block.digits
-        bounds = [*block.offsets, len(digits)]
-        groups = len(bounds) - 1
-        first = 0
-        while first < groups:
-            begin = bounds[first]
-            found = -1
-            if digits[begin] in _CARD_FIRST:
-                for after in range(groups, first, -1):
-                    if bounds[after] - begin < 12:
-                        break
-                    number = digits[begin : bounds[after]]
-                    shape = tuple(block.ends[i] - block.starts[i] for i in range(first, after))
-                    if _luhn(number) and _card_like(number, shape, first == 0 and after == groups):
-                        found = after - 1
-                        break
             if found >= 0:
                 yield Hit(block.starts[first], block.ends[found], "CREDIT_CARD", "card")
                 first = found + 1

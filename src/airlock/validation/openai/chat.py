@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from airlock.validation.openai.common import (
-    DESCRIPTION_CHARS,
-    FUNCTION_NAME_REGEX,
     IMAGE_URL_REGEX,
     SHORT_TEXT,
     Rules,
@@ -14,14 +12,19 @@ from airlock.validation.openai.common import (
     content,
     flag,
     flag_field,
+    format_type,
+    function_fields,
     int_field,
     json_object,
+    json_schema_fields,
     logprob_fields,
     metadata,
     model,
     number,
     positive,
     string,
+    tool_choice,
+    tools,
 )
 
 __all__ = ["chat_schema"]
@@ -84,12 +87,6 @@ def chat_schema(
         "tool_call_id": string(),
         "refusal": {"type": "string", "nullable": True, "maxlength": max_chars},
     }
-    function = {
-        "name": {"type": "string", "required": True, "regex": FUNCTION_NAME_REGEX},
-        "description": string(DESCRIPTION_CHARS),
-        "parameters": json_object(),
-        "strict": flag_field(),
-    }
     schema: dict[str, Any] = {
         "model": model(),
         "messages": {
@@ -124,44 +121,21 @@ def chat_schema(
             "type": "dict",
             "nullable": True,
             "schema": {
-                "type": {
-                    "type": "string",
-                    "required": True,
-                    "allowed": ["text", "json_object", "json_schema"],
-                },
-                "json_schema": {
-                    "type": "dict",
-                    "schema": {
-                        "name": {"type": "string", "required": True, "regex": FUNCTION_NAME_REGEX},
-                        "description": string(DESCRIPTION_CHARS),
-                        "schema": json_object(),
-                        "strict": flag_field(),
-                    },
-                },
+                "type": format_type(),
+                "json_schema": {"type": "dict", "schema": json_schema_fields(name_required=True)},
             },
         },
-        "tools": {
-            "type": "list",
-            "nullable": True,
-            "maxlength": max_tools,
-            "schema": {
-                "type": "dict",
-                "schema": {
-                    "type": {"type": "string", "required": True, "allowed": ["function"]},
-                    "function": {"type": "dict", "required": True, "schema": function},
-                },
+        "tools": tools(
+            max_tools,
+            {
+                "type": {"type": "string", "required": True, "allowed": ["function"]},
+                "function": {"type": "dict", "required": True, "schema": function_fields()},
             },
-        },
-        "tool_choice": {
-            "type": ["string", "dict"],
-            "nullable": True,
-            "regex": "(?:none|auto|required)",
-            "schema": {
-                "type": {"type": "string", "required": True, "allowed": ["function", "allowed_tools"]},
-                "function": {"type": "dict", "schema": {"name": {"type": "string", "required": True}}},
-                "allowed_tools": json_object(),
-            },
-        },
+        ),
+        "tool_choice": tool_choice(
+            function={"type": "dict", "schema": {"name": {"type": "string", "required": True}}},
+            allowed_tools=json_object(),
+        ),
         "parallel_tool_calls": flag_field(),
         "user": string(),
         "safety_identifier": string(),

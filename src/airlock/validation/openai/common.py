@@ -16,14 +16,19 @@ __all__ = [
     "content",
     "flag",
     "flag_field",
+    "format_type",
+    "function_fields",
     "int_field",
     "json_object",
+    "json_schema_fields",
     "logprob_fields",
     "metadata",
     "model",
     "number",
     "positive",
     "string",
+    "tool_choice",
+    "tools",
 ]
 
 Rules = dict[str, Any]
@@ -122,4 +127,56 @@ def content(max_chars: int, max_parts: int, part: Rules, *, nullable: bool) -> R
         "maxchars": max_chars,
         "maxitems": max_parts,
         "schema": {"type": "dict", "schema": part},
+    }
+
+
+def function_fields() -> Rules:
+    # A function tool's definition: nested under "function" in chat, flat in a responses tool.
+    return {
+        "name": {"type": "string", "required": True, "regex": FUNCTION_NAME_REGEX},
+        "description": string(DESCRIPTION_CHARS),
+        "parameters": json_object(),
+        "strict": flag_field(),
+    }
+
+
+def tools(max_tools: int, tool: Rules) -> Rules:
+    return {
+        "type": "list",
+        "nullable": True,
+        "maxlength": max_tools,
+        "schema": {"type": "dict", "schema": tool},
+    }
+
+
+def tool_choice(**fields: Rules) -> Rules:
+    # A mode string, or an object naming one function or the allowed tools (laid out per API).
+    return {
+        "type": ["string", "dict"],
+        "nullable": True,
+        "regex": "(?:none|auto|required)",
+        "schema": {
+            "type": {"type": "string", "required": True, "allowed": ["function", "allowed_tools"]},
+            **fields,
+        },
+    }
+
+
+def format_type() -> Rules:
+    # The structured-output format: response_format.type (chat), text.format.type (responses).
+    return {"type": "string", "required": True, "allowed": ["text", "json_object", "json_schema"]}
+
+
+def json_schema_fields(*, name_required: bool) -> Rules:
+    # A "json_schema" format's schema and its name, description and strictness.
+    name: Rules = (
+        {"type": "string", "required": True, "regex": FUNCTION_NAME_REGEX}
+        if name_required
+        else {"type": "string", "regex": FUNCTION_NAME_REGEX}
+    )
+    return {
+        "name": name,
+        "description": string(DESCRIPTION_CHARS),
+        "schema": json_object(),
+        "strict": flag_field(),
     }

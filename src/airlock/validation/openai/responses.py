@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from airlock.validation.openai.common import (
-    DESCRIPTION_CHARS,
-    FUNCTION_NAME_REGEX,
     IMAGE_URL_REGEX,
     SHORT_TEXT,
     Rules,
@@ -14,14 +12,18 @@ from airlock.validation.openai.common import (
     content,
     flag,
     flag_field,
+    format_type,
+    function_fields,
     int_field,
-    json_object,
+    json_schema_fields,
     logprob_fields,
     metadata,
     model,
     number,
     positive,
     string,
+    tool_choice,
+    tools,
 )
 
 __all__ = ["RESPONSES_INCLUDE", "responses_schema"]
@@ -130,47 +132,20 @@ def responses_schema(
             "schema": {
                 "format": {
                     "type": "dict",
-                    "schema": {
-                        "type": {
-                            "type": "string",
-                            "required": True,
-                            "allowed": ["text", "json_object", "json_schema"],
-                        },
-                        "name": {"type": "string", "regex": FUNCTION_NAME_REGEX},
-                        "description": string(DESCRIPTION_CHARS),
-                        "schema": json_object(),
-                        "strict": flag_field(),
-                    },
+                    "schema": {"type": format_type(), **json_schema_fields(name_required=False)},
                 },
                 "verbosity": choice("low", "medium", "high"),
             },
         },
-        "tools": {
-            "type": "list",
-            "nullable": True,
-            "maxlength": max_tools,
-            "schema": {
-                "type": "dict",
-                "schema": {
-                    "type": {"type": "string", "required": True, "allowed": ["function"]},
-                    "name": {"type": "string", "required": True, "regex": FUNCTION_NAME_REGEX},
-                    "description": string(DESCRIPTION_CHARS),
-                    "parameters": json_object(),
-                    "strict": flag_field(),
-                },
-            },
-        },
-        "tool_choice": {
-            "type": ["string", "dict"],
-            "nullable": True,
-            "regex": "(?:none|auto|required)",
-            "schema": {
-                "type": {"type": "string", "required": True, "allowed": ["function", "allowed_tools"]},
-                "name": string(64),
-                "mode": {"type": "string", "allowed": ["auto", "required"]},
-                "tools": {"type": "list", "maxlength": max_tools},
-            },
-        },
+        "tools": tools(
+            max_tools,
+            {"type": {"type": "string", "required": True, "allowed": ["function"]}, **function_fields()},
+        ),
+        "tool_choice": tool_choice(
+            name=string(64),
+            mode={"type": "string", "allowed": ["auto", "required"]},
+            tools={"type": "list", "maxlength": max_tools},
+        ),
     }
     schema.update(logprob_fields(allow_logprobs, logit_bias=None))
     return schema

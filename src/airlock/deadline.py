@@ -78,16 +78,29 @@ class _Watchdog:
 
 
 _WATCHDOGS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = weakref.WeakKeyDictionary()
+# The last loop's watchdog: a process nearly always has one loop, and looking it up in the
+# WeakKeyDictionary (a weak reference made per call) is a good part of a read's bookkeeping.
+_last: tuple[weakref.ref[asyncio.AbstractEventLoop], _Watchdog] | None = None
+
+
+def _watchdog(loop: asyncio.AbstractEventLoop) -> _Watchdog:
+    global _last
+    last = _last
+    if last is not None and last[0]() is loop:
+        return last[1]
+    watchdog = _WATCHDOGS.get(loop)
+    if watchdog is None:
+        watchdog = _WATCHDOGS[loop] = _Watchdog(loop)
+    _last = (weakref.ref(loop), watchdog)
+    return watchdog
 
 
 async def before_deadline(awaitable: Awaitable[T], seconds: float) -> T:
     """Await ``awaitable``; raise ``TimeoutError`` if it takes longer than ``seconds`` (asyncio only)."""
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
+    task = asyncio.current_task(loop)
     assert task is not None
-    watchdog = _WATCHDOGS.get(loop)
-    if watchdog is None:
-        watchdog = _WATCHDOGS[loop] = _Watchdog(loop)
+    watchdog = _watchdog(loop)
     cancelling = _cancelling(task)
     watch = watchdog.watch(task, seconds)
     try:

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,6 +46,27 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
+# Fresh request ids, 16 random bytes each, drawn from the OS in batches: os.urandom releases the
+# GIL, and a release per request hands the GIL to the audit writer thread and back (several us
+# on a busy loop). A deque's popleft is atomic, so threads running loops never share an id.
+_ID_BATCH = 256
+_fresh_ids: deque[str] = deque()
+
+
+def _new_request_id() -> str:
+    try:
+        return _fresh_ids.popleft()
+    except IndexError:
+        pool = os.urandom(16 * _ID_BATCH).hex()
+        _fresh_ids.extend(pool[start : start + 32] for start in range(32, len(pool), 32))
+        return pool[:32]
+
+
+if hasattr(os, "register_at_fork"):
+    # A forked worker must never hand out the ids its parent may still use.
+    os.register_at_fork(after_in_child=_fresh_ids.clear)
+
+
 def _request_id(value: bytes | None) -> str:
     if value is not None:
         try:
@@ -53,7 +75,7 @@ def _request_id(value: bytes | None) -> str:
             text = ""
         if _REQUEST_ID_RE.fullmatch(text):
             return text
-    return os.urandom(16).hex()
+    return _new_request_id()
 
 
 class _Headers:
@@ -145,7 +167,10 @@ class Engine:
                 ctx.status = 500
             raise
         finally:
-            await self._finish(ctx)
+            # Most requests defer nothing: then the audit call is all that is left, without a coroutine.
+            if ctx.finalizers:
+                await self._run_finalizers(ctx)
+            self._record(ctx)
 
     async def _check(self, ctx: Context, scope: Scope, receive: Receive, headers: _Headers) -> None:
         policy = self.policy
@@ -281,26 +306,28 @@ class Engine:
         await _discard_body(receive, self.policy.linger_seconds, self.policy.linger_bytes)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _finish(self, ctx: Context) -> None:
-        if ctx.finalizers:
-            pending: list[Awaitable[None]] = []
-            for finalizer in ctx.finalizers:
-                try:
-                    result = finalizer(ctx)
-                except Exception:  # a finalizer must never hide the response or skip the audit
-                    logger.exception("airlock finalizer failed (request_id=%s)", ctx.request_id)
-                    continue
-                if result is not None:
-                    pending.append(result)
-            if pending:
-                # Shielded: a cancelled request must still release its concurrency slot and
-                # settle its budget. Only awaited work needs it (the scope costs ~7 us).
-                with anyio.CancelScope(shield=True):
-                    for awaitable in pending:
-                        try:
-                            await awaitable
-                        except Exception:
-                            logger.exception("airlock finalizer failed (request_id=%s)", ctx.request_id)
+    @staticmethod
+    async def _run_finalizers(ctx: Context) -> None:
+        pending: list[Awaitable[None]] = []
+        for finalizer in ctx.finalizers:
+            try:
+                result = finalizer(ctx)
+            except Exception:  # a finalizer must never hide the response or skip the audit
+                logger.exception("airlock finalizer failed (request_id=%s)", ctx.request_id)
+                continue
+            if result is not None:
+                pending.append(result)
+        if pending:
+            # Shielded: a cancelled request must still release its concurrency slot and
+            # settle its budget. Only awaited work needs it (the scope costs ~7 us).
+            with anyio.CancelScope(shield=True):
+                for awaitable in pending:
+                    try:
+                        await awaitable
+                    except Exception:
+                        logger.exception("airlock finalizer failed (request_id=%s)", ctx.request_id)
+
+    def _record(self, ctx: Context) -> None:
         audit = self.policy.audit
         if audit is not None:
             try:

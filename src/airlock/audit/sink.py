@@ -25,6 +25,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from pythonjsonlogger.core import merge_record_extra
@@ -50,7 +51,28 @@ _ENCODER = json.JSONEncoder(
 )
 
 
+# JSONEncoder.encode builds a C encoder for each call; this is the one it would build, made
+# once. Same arguments as JSONEncoder.iterencode passes, so the same text.
+_C_ENCODE: Any = (
+    c_make_encoder(
+        None,
+        _unserializable,
+        encode_basestring_ascii,
+        None,
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        _ENCODER.sort_keys,
+        _ENCODER.skipkeys,
+        _ENCODER.allow_nan,
+    )
+    if c_make_encoder is not None
+    else None
+)
+
+
 def _compact_dumps(obj: Any, **kwargs: Any) -> str:
+    if _C_ENCODE is not None and type(obj) is dict:
+        return "".join(_C_ENCODE(obj, 0))
     return _ENCODER.encode(obj)
 
 

@@ -19,6 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from report import cell
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -66,7 +68,7 @@ def markdown_table(result: dict[str, Any]) -> list[str]:
         lines.append("| " + " | ".join(columns) + " |")
         lines.append("| " + " | ".join("---" for _ in columns) + " |")
         for row in rows:
-            lines.append("| " + " | ".join(str(row.get(column, "")) for column in columns) + " |")
+            lines.append("| " + " | ".join(cell(row.get(column, "")) for column in columns) + " |")
         lines.append("")
     for note in result.get("notes", []):
         lines.append(f"- {note}")

@@ -12,6 +12,8 @@ from airlock.throttle import LimitStorage
 
 from helpers import REQUIRE_REDIS_ENV, RecordingSink, RedisServer, redis_url
 
+MEMCACHED_URL_ENV = "AIRLOCK_TEST_MEMCACHED_URL"
+
 
 # Every async test runs on asyncio through anyio's pytest plugin.
 @pytest.fixture
@@ -40,12 +42,28 @@ def redis_storage() -> Iterator[LimitStorage]:
     client.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture
+def memcached_storage() -> LimitStorage:
+    """Real memcached when ``AIRLOCK_TEST_MEMCACHED_URL`` is set (``.ci/run`` starts one when it can).
+
+    Optional, unlike Redis: memcached is one of the storages ``limits`` offers, and a
+    machine without it skips these runs with the reason.
+    """
+    url = os.environ.get(MEMCACHED_URL_ENV)
+    if not url:
+        pytest.skip(f"{MEMCACHED_URL_ENV} is not set: no memcached to test against")
+    pytest.importorskip("memcachio", reason="memcached:// needs limits[async-memcached]")
+    # A unique prefix per test: memcached has no key scan, so nothing is deleted afterwards;
+    # the counters expire with their windows.
+    return LimitStorage(url, key_prefix=f"t{uuid.uuid4().hex[:12]}", timeout=3.0)
+
+
+@pytest.fixture(params=["memory", "redis", "memcached"])
 def storage(request: pytest.FixtureRequest) -> LimitStorage:
-    """Each test runs twice: in-process storage, then real Redis."""
+    """Each test runs on in-process storage, real Redis and (when present) real memcached."""
     if request.param == "memory":
         return LimitStorage("memory://")
-    return request.getfixturevalue("redis_storage")  # type: ignore[no-any-return]
+    return request.getfixturevalue(f"{request.param}_storage")  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 from airlock import Policy
 
 import apps
-from apps import BENCH_KEY, CHAT_BODY, PATH
+from apps import BENCH_KEY, CHAT_BODY
 from report import print_result
 
 
@@ -44,54 +43,11 @@ def configurations() -> dict[str, tuple[Any, Callable[[], object] | None]]:
     return configs
 
 
-def _scope() -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": PATH,
-        "raw_path": PATH.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"127.0.0.1:8000"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(CHAT_BODY)).encode()),
-            (b"authorization", b"Bearer " + BENCH_KEY.encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-
-
-async def _one(app: Any) -> int:
-    status = 0
-    message = {"type": "http.request", "body": CHAT_BODY, "more_body": False}
-
-    async def receive() -> dict[str, Any]:
-        return message
-
-    async def send(event: dict[str, Any]) -> None:
-        nonlocal status
-        if event["type"] == "http.response.start":
-            status = event["status"]
-
-    await app(_scope(), receive, send)
-    return status
+_AUTH = [(b"authorization", b"Bearer " + BENCH_KEY.encode())]
 
 
 async def _batch(app: Any, count: int, flush: Callable[[], object] | None) -> float:
-    started = time.perf_counter()
-    for _ in range(count):
-        status = await _one(app)
-        if status != 200:
-            raise RuntimeError(f"benchmark app answered {status}")
-    if flush is not None:
-        flush()
-    return (time.perf_counter() - started) / count * 1e6
+    return await apps.timed_batch(app, CHAT_BODY, count, headers=_AUTH, flush=flush)
 
 
 def measure(

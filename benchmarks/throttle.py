@@ -41,6 +41,7 @@ from airlock import AirlockMiddleware, Policy
 from airlock.throttle import ConcurrencyLimit, LimitStorage, RateLimit, TokenBudget
 from airlock.throttle.memory import MemoryStorage
 
+from apps import timed_batch
 from report import print_result
 
 LIMIT = "1000000/minute"
@@ -143,44 +144,6 @@ def configurations(redis_url: str | None, prefix: str) -> tuple[dict[str, Any], 
     return apps, notes
 
 
-def _scope() -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-
-
-async def _batch(app: Any, count: int) -> float:
-    message = {"type": "http.request", "body": BODY, "more_body": False}
-    status = 0
-
-    async def receive() -> dict[str, Any]:
-        return message
-
-    async def send(event: dict[str, Any]) -> None:
-        nonlocal status
-        if event["type"] == "http.response.start":
-            status = event["status"]
-
-    started = time.perf_counter()
-    for _ in range(count):
-        await app(_scope(), receive, send)
-        if status != 200:
-            raise RuntimeError(f"benchmark app answered {status}")
-    return (time.perf_counter() - started) / count * 1e6
-
-
 async def _incr_cost(storage: Any, keys: int, ops: int) -> float:
     """µs per ``incr`` with ``keys`` live counters, yielding to the loop between requests."""
     for index in range(keys):
@@ -224,13 +187,13 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     async def main() -> dict[str, list[float]]:
         samples: dict[str, list[float]] = {name: [] for name in apps}
         for app in apps.values():  # warm up: connection pools, scripts, route lookups
-            await _batch(app, 20)
+            await timed_batch(app, BODY, 20)
         for _ in range(rounds):
             for name, app in apps.items():
                 # A full collection between batches, not inside one: otherwise whichever
                 # configuration happens to trigger it pays for everyone's garbage.
                 gc.collect()
-                samples[name].append(await _batch(app, per_round))
+                samples[name].append(await timed_batch(app, BODY, per_round))
         return samples
 
     try:

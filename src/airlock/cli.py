@@ -177,7 +177,7 @@ def _anonymize(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _add_anonymize_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_anonymize_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     anonymize = commands.add_parser(
         "anonymize",
         help="remove personal data and secrets from text on stdin (logs, datasets)",

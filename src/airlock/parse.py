@@ -11,8 +11,6 @@ deeper than the policy allows (400).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from json.decoder import WHITESPACE  # type: ignore[attr-defined]
 from typing import Any
 
 from airlock.errors import InvalidEncoding, InvalidJSON, JSONTooDeep, UnsupportedMediaType
@@ -77,25 +75,6 @@ _INFINITIES = (float("inf"), float("-inf"))
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite_float
 )
-# JSONDecoder.decode without its two Python frames and, when the document neither starts nor
-# ends with whitespace (nearly every request body), without its two regex matches.
-_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
-_SKIP_WHITESPACE = WHITESPACE.match
-_JSON_WHITESPACE = frozenset(" \t\n\r")
-
-
-def _decode(text: str) -> Any:
-    """What ``_DECODER.decode(text)`` returns or raises, for a non-empty ``text``."""
-    index = _SKIP_WHITESPACE(text, 0).end() if text[0] in _JSON_WHITESPACE else 0
-    try:
-        document, end = _SCAN(text, index)
-    except StopIteration as err:
-        raise json.JSONDecodeError("Expecting value", text, err.value) from None
-    if end != len(text):
-        end = _SKIP_WHITESPACE(text, end).end()
-        if end != len(text):
-            raise json.JSONDecodeError("Extra data", text, end)
-    return document
 
 
 def json_depth_exceeds(document: Any, limit: int) -> bool:
@@ -128,7 +107,7 @@ def parse_json(body: bytes, *, max_depth: int) -> Any:
     if not text.strip():
         raise InvalidJSON("The request body is empty.")
     try:
-        document = _decode(text)
+        document = _DECODER.decode(text)
     except RecursionError:
         raise JSONTooDeep(extensions={"max_depth": max_depth}) from None
     except _DuplicateKey:
